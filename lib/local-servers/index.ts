@@ -1,0 +1,139 @@
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { spawn } from 'node:child_process';
+import type { ManagedProcess } from './managed-process.js';
+import { startPostgres, type PostgresSettings } from './postgres.js';
+import { startRedis, type RedisSettings } from './redis.js';
+import { startClickHouse, type ClickHouseSettings } from './clickhouse.js';
+import { startTemporal, type TemporalSettings } from './temporal.js';
+
+export type { PostgresSettings, RedisSettings, ClickHouseSettings, TemporalSettings };
+export { MissingBinaryError } from './binaries.js';
+
+export interface ServerSettings {
+  postgres: PostgresSettings;
+  redis: RedisSettings;
+  clickhouse: ClickHouseSettings;
+  temporal: TemporalSettings;
+}
+
+export interface LocalServers {
+  settings: ServerSettings;
+  /** Which servers were started here (the others came from ECHODB_TEST_* variables). */
+  started: (keyof ServerSettings)[];
+  stop(): Promise<void>;
+}
+
+/**
+ * The environment variables that point the tests (and the demo) at servers that already run, instead of
+ * starting throwaway ones. The PostgreSQL role must be a superuser (event triggers need one).
+ */
+export const EXTERNAL_SERVER_VARIABLES = {
+  postgres: 'ECHODB_TEST_POSTGRES_URL', // postgres://user:password@host:port/database
+  redis: 'ECHODB_TEST_REDIS_URL', // redis://:password@host:port
+  clickhouse: 'ECHODB_TEST_CLICKHOUSE_URL', // http://user:password@host:port
+  temporal: 'ECHODB_TEST_TEMPORAL_ADDRESS', // host:port, namespace from ECHODB_TEST_TEMPORAL_NAMESPACE
+} as const;
+
+/**
+ * Starts PostgreSQL, Redis, ClickHouse and a Temporal dev server on free loopback ports in one temporary
+ * directory, in parallel. Everything is stopped and the directory removed by stop(), by SIGINT/SIGTERM, and
+ * (through a small watchdog process) even when this process is killed outright.
+ */
+export async function startLocalServers(env: NodeJS.ProcessEnv = process.env): Promise<LocalServers> {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'echodb-servers-'));
+  fs.chmodSync(dir, 0o755); // the postgres and clickhouse OS users must reach their subdirectories
+  const processes: ManagedProcess[] = [];
+  const watchdog = startWatchdog(dir);
+  const track = <T extends { process: ManagedProcess }>(started: T): T => {
+    processes.push(started.process);
+    fs.appendFileSync(path.join(dir, 'pgids'), `${started.process.pgid}\n`);
+    return started;
+  };
+
+  let stopped = false;
+  const stop = async (): Promise<void> => {
+    if (stopped) return;
+    stopped = true;
+    process.off('SIGINT', onSignal).off('SIGTERM', onSignal).off('exit', onExit);
+    await Promise.all(processes.map((p) => p.stop(p.name === 'PostgreSQL' ? 'SIGINT' : 'SIGTERM')));
+    fs.rmSync(dir, { recursive: true, force: true });
+    watchdog.kill('SIGKILL');
+  };
+  const onExit = (): void => {
+    for (const p of processes) p.killNow();
+    fs.rmSync(dir, { recursive: true, force: true });
+  };
+  const onSignal = (signal: NodeJS.Signals): void => {
+    onExit();
+    process.kill(process.pid, signal);
+  };
+  process.once('SIGINT', onSignal).once('SIGTERM', onSignal).once('exit', onExit);
+
+  try {
+    const external = externalSettings(env);
+    const [postgres, redis, clickhouse, temporal] = await Promise.all([
+      external.postgres ?? startPostgres(path.join(dir, 'postgres')).then(track).then((s) => s.settings),
+      external.redis ?? startRedis(path.join(dir, 'redis')).then(track).then((s) => s.settings),
+      external.clickhouse ?? startClickHouse(path.join(dir, 'clickhouse')).then(track).then((s) => s.settings),
+      external.temporal ?? startTemporal(path.join(dir, 'temporal')).then(track).then((s) => s.settings),
+    ]);
+    const started = (['postgres', 'redis', 'clickhouse', 'temporal'] as const).filter((k) => !external[k]);
+    return { settings: { postgres, redis, clickhouse, temporal }, started, stop };
+  } catch (error) {
+    await stop();
+    throw error;
+  }
+}
+
+function externalSettings(env: NodeJS.ProcessEnv): Partial<ServerSettings> {
+  const settings: Partial<ServerSettings> = {};
+  const postgresUrl = env[EXTERNAL_SERVER_VARIABLES.postgres];
+  if (postgresUrl) {
+    const url = new URL(postgresUrl);
+    settings.postgres = {
+      host: url.hostname,
+      port: Number(url.port || 5432),
+      user: decodeURIComponent(url.username),
+      password: decodeURIComponent(url.password),
+      database: decodeURIComponent(url.pathname.slice(1)) || 'postgres',
+    };
+  }
+  const redisUrl = env[EXTERNAL_SERVER_VARIABLES.redis];
+  if (redisUrl) {
+    const url = new URL(redisUrl);
+    settings.redis = { host: url.hostname, port: Number(url.port || 6379), password: decodeURIComponent(url.password) };
+  }
+  const clickhouseUrl = env[EXTERNAL_SERVER_VARIABLES.clickhouse];
+  if (clickhouseUrl) {
+    const url = new URL(clickhouseUrl);
+    settings.clickhouse = {
+      url: `${url.protocol}//${url.host}`,
+      user: decodeURIComponent(url.username) || 'default',
+      password: decodeURIComponent(url.password),
+    };
+  }
+  const temporalAddress = env[EXTERNAL_SERVER_VARIABLES.temporal];
+  if (temporalAddress) {
+    settings.temporal = { address: temporalAddress, namespace: env.ECHODB_TEST_TEMPORAL_NAMESPACE || 'default' };
+  }
+  return settings;
+}
+
+/**
+ * A detached shell that outlives us: when our pid disappears (even by SIGKILL) it kills the server process
+ * groups listed in the directory and removes it.
+ */
+function startWatchdog(dir: string) {
+  const script = `
+    while kill -0 "$1" 2>/dev/null; do sleep 1; done
+    if [ -f "$2/pgids" ]; then while read -r g; do kill -KILL -- "-$g" 2>/dev/null; done < "$2/pgids"; fi
+    rm -rf "$2"`;
+  const watchdog = spawn('bash', ['-c', script, 'echodb-watchdog', String(process.pid), dir], {
+    detached: true,
+    stdio: 'ignore',
+  });
+  watchdog.unref();
+  return watchdog;
+}

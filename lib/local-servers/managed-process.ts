@@ -1,0 +1,111 @@
+import fs from 'node:fs';
+import { spawn, type ChildProcess } from 'node:child_process';
+
+export interface ManagedProcessOptions {
+  name: string;
+  command: string;
+  args: string[];
+  /** Run as this OS user when we are root (servers such as PostgreSQL refuse to run as root). */
+  runAs?: string | undefined;
+  logFile: string;
+  cwd?: string;
+  env?: NodeJS.ProcessEnv;
+}
+
+/**
+ * A server process in its own process group, its output in a log file. Stopping signals the whole group
+ * (runuser and the server it starts), then kills what is left after a grace period.
+ */
+export class ManagedProcess {
+  readonly name: string;
+  readonly logFile: string;
+  private readonly child: ChildProcess;
+  private readonly exited: Promise<void>;
+  private exitDescription: string | undefined;
+
+  constructor(options: ManagedProcessOptions) {
+    this.name = options.name;
+    this.logFile = options.logFile;
+    const [command, args] = asUser(options.runAs, options.command, options.args);
+    const log = fs.openSync(options.logFile, 'a');
+    this.child = spawn(command, args, {
+      cwd: options.cwd,
+      env: options.env ?? process.env,
+      detached: true,
+      stdio: ['ignore', log, log],
+    });
+    fs.closeSync(log);
+    this.exited = new Promise((resolve) => {
+      this.child.once('exit', (code, signal) => {
+        this.exitDescription = signal ? `killed by ${signal}` : `exited with code ${code}`;
+        resolve();
+      });
+      this.child.once('error', (error) => {
+        this.exitDescription = `could not start: ${error.message}`;
+        resolve();
+      });
+    });
+  }
+
+  /** The process group id, which equals the pid of the group leader we spawned. */
+  get pgid(): number | undefined {
+    return this.child.pid;
+  }
+
+  get hasExited(): boolean {
+    return this.exitDescription !== undefined;
+  }
+
+  /** Polls `probe` until it resolves true; fails early with the log's tail if the process dies meanwhile. */
+  async waitUntilReady(probe: () => Promise<boolean>, timeoutMs: number): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      if (this.hasExited) throw new Error(`${this.name} ${this.exitDescription}\n${this.logTail()}`);
+      if (await probe().catch(() => false)) return;
+      if (Date.now() > deadline) throw new Error(`${this.name} not ready after ${timeoutMs} ms\n${this.logTail()}`);
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+  }
+
+  async stop(signal: NodeJS.Signals = 'SIGTERM', graceMs = 5000): Promise<void> {
+    if (this.hasExited || this.pgid === undefined) return;
+    signalGroup(this.pgid, signal);
+    const timer = new Promise<'timeout'>((resolve) => setTimeout(() => resolve('timeout'), graceMs).unref());
+    if ((await Promise.race([this.exited, timer])) === 'timeout') {
+      signalGroup(this.pgid, 'SIGKILL');
+      await this.exited;
+    }
+    // Children that outlive the leader (none expected) must not survive the run.
+    signalGroup(this.pgid, 'SIGKILL');
+  }
+
+  /** Immediate, synchronous kill of the whole group, for exit handlers. */
+  killNow(): void {
+    if (this.pgid !== undefined) signalGroup(this.pgid, 'SIGKILL');
+  }
+
+  logTail(lines = 30): string {
+    try {
+      return fs.readFileSync(this.logFile, 'utf8').split('\n').slice(-lines).join('\n');
+    } catch {
+      return '(no log)';
+    }
+  }
+}
+
+function signalGroup(pgid: number, signal: NodeJS.Signals): void {
+  try {
+    process.kill(-pgid, signal);
+  } catch {
+    // the group is already gone
+  }
+}
+
+export function isRoot(): boolean {
+  return process.getuid?.() === 0;
+}
+
+function asUser(user: string | undefined, command: string, args: string[]): [string, string[]] {
+  if (user && isRoot()) return ['runuser', ['-u', user, '--', command, ...args]];
+  return [command, args];
+}

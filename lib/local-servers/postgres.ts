@@ -1,0 +1,76 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import { execFileSync } from 'node:child_process';
+import pg from 'pg';
+import { postgresBinDir } from './binaries.js';
+import { ManagedProcess, isRoot } from './managed-process.js';
+import { freePort } from './ports.js';
+import { chownTo, randomSecret } from './files.js';
+
+export interface PostgresSettings {
+  host: string;
+  port: number;
+  user: string;
+  password: string;
+  database: string;
+}
+
+const OS_USER = 'postgres';
+// Not `echodb`: with search_path "$user", public, that role's unqualified tables would land in EchoDB's schema.
+const SUPERUSER = 'postgres';
+
+/** A throwaway PostgreSQL cluster: superuser `postgres` with a password, wal_level=logical, loopback only. */
+export async function startPostgres(dir: string): Promise<{ settings: PostgresSettings; process: ManagedProcess }> {
+  const bin = postgresBinDir();
+  fs.mkdirSync(dir, { recursive: true });
+  const dataDir = path.join(dir, 'data');
+  const password = randomSecret();
+  const passwordFile = path.join(dir, 'password');
+  fs.writeFileSync(passwordFile, password, { mode: 0o600 });
+  if (isRoot()) chownTo(dir, OS_USER);
+
+  const initdbArgs = ['-D', dataDir, '-U', SUPERUSER, '--pwfile', passwordFile, '--auth', 'scram-sha-256',
+    '-E', 'UTF8', '--locale', 'C', '--no-sync', '--no-instructions'];
+  const [initdb, args] = isRoot()
+    ? ['runuser', ['-u', OS_USER, '--', path.join(bin, 'initdb'), ...initdbArgs]]
+    : [path.join(bin, 'initdb'), initdbArgs];
+  try {
+    execFileSync(initdb, args, { stdio: 'pipe' });
+  } catch (error) {
+    const stderr = (error as { stderr?: Buffer }).stderr?.toString() ?? '';
+    throw new Error(`initdb failed: ${stderr || String(error)}`);
+  }
+
+  const port = await freePort();
+  const process = new ManagedProcess({
+    name: 'PostgreSQL',
+    command: path.join(bin, 'postgres'),
+    args: [
+      '-D', dataDir, '-p', String(port), '-k', dir,
+      '-c', 'listen_addresses=127.0.0.1',
+      '-c', 'wal_level=logical',
+      '-c', 'max_replication_slots=20',
+      '-c', 'max_wal_senders=20',
+      '-c', 'max_connections=200',
+      // Durability is pointless for a throwaway cluster and costs seconds per test run.
+      '-c', 'fsync=off', '-c', 'synchronous_commit=off', '-c', 'full_page_writes=off',
+    ],
+    runAs: OS_USER,
+    logFile: path.join(dir, 'postgres.log'),
+  });
+  const settings: PostgresSettings = { host: '127.0.0.1', port, user: SUPERUSER, password, database: 'postgres' };
+  await process.waitUntilReady(() => canQuery(settings), 30_000);
+  return { settings, process };
+}
+
+async function canQuery(settings: PostgresSettings): Promise<boolean> {
+  const client = new pg.Client({ ...settings, connectionTimeoutMillis: 1000 });
+  client.on('error', () => undefined);
+  try {
+    await client.connect();
+    await client.query('SELECT 1');
+    return true;
+  } finally {
+    await client.end().catch(() => undefined);
+  }
+}

