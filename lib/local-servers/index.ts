@@ -11,6 +11,13 @@ import { startTemporal, type TemporalSettings } from './temporal.js';
 export type { PostgresSettings, RedisSettings, ClickHouseSettings, TemporalSettings };
 export { MissingBinaryError } from './binaries.js';
 
+interface Started<T> {
+  settings: T;
+  process: ManagedProcess;
+}
+
+const SERVER_NAMES = ['postgres', 'redis', 'clickhouse', 'temporal'] as const;
+
 export interface ServerSettings {
   postgres: PostgresSettings;
   redis: RedisSettings;
@@ -18,10 +25,12 @@ export interface ServerSettings {
   temporal: TemporalSettings;
 }
 
-export interface LocalServers {
-  settings: ServerSettings;
+export interface LocalServers<K extends keyof ServerSettings = keyof ServerSettings> {
+  settings: Pick<ServerSettings, K>;
+  /** The temporary directory that holds the servers' data and logs; removed by stop(). */
+  dir: string;
   /** Which servers were started here (the others came from ECHODB_TEST_* variables). */
-  started: (keyof ServerSettings)[];
+  started: K[];
   stop(): Promise<void>;
 }
 
@@ -41,12 +50,16 @@ export const EXTERNAL_SERVER_VARIABLES = {
  * directory, in parallel. Everything is stopped and the directory removed by stop(), by SIGINT/SIGTERM, and
  * (through a small watchdog process) even when this process is killed outright.
  */
-export async function startLocalServers(env: NodeJS.ProcessEnv = process.env): Promise<LocalServers> {
+export async function startLocalServers<K extends keyof ServerSettings = keyof ServerSettings>(
+  options: { env?: NodeJS.ProcessEnv; only?: readonly K[] } = {},
+): Promise<LocalServers<K>> {
+  const env = options.env ?? process.env;
+  const only = options.only ?? (SERVER_NAMES as readonly (keyof ServerSettings)[] as readonly K[]);
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'echodb-servers-'));
   fs.chmodSync(dir, 0o755); // the postgres and clickhouse OS users must reach their subdirectories
   const processes: ManagedProcess[] = [];
   const watchdog = startWatchdog(dir);
-  const track = <T extends { process: ManagedProcess }>(started: T): T => {
+  const track = <T>(started: Started<T>): Started<T> => {
     processes.push(started.process);
     fs.appendFileSync(path.join(dir, 'pgids'), `${started.process.pgid}\n`);
     return started;
@@ -73,14 +86,17 @@ export async function startLocalServers(env: NodeJS.ProcessEnv = process.env): P
 
   try {
     const external = externalSettings(env);
-    const [postgres, redis, clickhouse, temporal] = await Promise.all([
-      external.postgres ?? startPostgres(path.join(dir, 'postgres')).then(track).then((s) => s.settings),
-      external.redis ?? startRedis(path.join(dir, 'redis')).then(track).then((s) => s.settings),
-      external.clickhouse ?? startClickHouse(path.join(dir, 'clickhouse')).then(track).then((s) => s.settings),
-      external.temporal ?? startTemporal(path.join(dir, 'temporal')).then(track).then((s) => s.settings),
-    ]);
-    const started = (['postgres', 'redis', 'clickhouse', 'temporal'] as const).filter((k) => !external[k]);
-    return { settings: { postgres, redis, clickhouse, temporal }, started, stop };
+    const starters: { [N in keyof ServerSettings]: (dir: string) => Promise<Started<ServerSettings[N]>> } = {
+      postgres: startPostgres,
+      redis: startRedis,
+      clickhouse: startClickHouse,
+      temporal: startTemporal,
+    };
+    const start = async <N extends keyof ServerSettings>(name: N): Promise<ServerSettings[N]> =>
+      external[name] ?? track(await starters[name](path.join(dir, name))).settings;
+    const entries = await Promise.all(only.map(async (name) => [name, await start(name)] as const));
+    const started = only.filter((name) => !external[name]);
+    return { settings: Object.fromEntries(entries) as Pick<ServerSettings, K>, dir, started, stop };
   } catch (error) {
     await stop();
     throw error;

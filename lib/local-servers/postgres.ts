@@ -38,7 +38,7 @@ export async function startPostgres(dir: string): Promise<{ settings: PostgresSe
     execFileSync(initdb, args, { stdio: 'pipe' });
   } catch (error) {
     const stderr = (error as { stderr?: Buffer }).stderr?.toString() ?? '';
-    throw new Error(`initdb failed: ${stderr || String(error)}`);
+    throw new Error(`initdb failed: ${stderr || String(error)}`, { cause: error });
   }
 
   const port = await freePort();

@@ -1,0 +1,90 @@
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { createTestDatabase, type TestDatabase } from './support/database.js';
+import { postgresEnv, runCli } from './support/cli.js';
+
+describe('echodb CLI', () => {
+  let database: TestDatabase;
+
+  beforeEach(async () => {
+    database = await createTestDatabase();
+  });
+
+  afterEach(async () => {
+    await database.drop();
+  });
+
+  it('installs the capture with `setup`, finds nothing to do the second time, and removes it with `uninstall`', async () => {
+    const env = postgresEnv(database.settings);
+
+    const first = await runCli(['setup'], env);
+    expect(first).toMatchObject({ code: 0, stderr: '' });
+    expect(first.stdout).toMatch(/setup: applied 001_outbox, 002_capture_triggers to database "echodb_test_\w+"/);
+
+    const second = await runCli(['setup'], env);
+    expect(second.code).toBe(0);
+    expect(second.stdout).toMatch(/is up to date \(2 migrations applied earlier\)/);
+
+    const db = await database.connect();
+    await db.query('CREATE TABLE from_cli_test (id int)');
+    const { rows } = await db.query<{ table_name: string }>('SELECT table_name FROM echodb.ddl_events');
+    expect(rows).toEqual([{ table_name: 'from_cli_test' }]);
+
+    const removed = await runCli(['uninstall'], env);
+    expect(removed.code).toBe(0);
+    expect(removed.stdout).toMatch(/uninstall: removed/);
+    const { rowCount } = await db.query("SELECT 1 FROM pg_namespace WHERE nspname = 'echodb'");
+    expect(rowCount).toBe(0);
+  });
+
+  it('stops before touching anything when the configuration is bad: exit 78, one line per variable', async () => {
+    const result = await runCli(['setup'], {
+      ...postgresEnv(database.settings),
+      POSTGRES_PORT: 'five',
+      MIRROR_STRATEGY: 'per-database',
+    });
+
+    expect(result.code).toBe(78);
+    const lines = result.stderr.trim().split('\n');
+    expect(lines[0]).toBe('invalid configuration:');
+    expect(lines.slice(1)).toEqual([
+      expect.stringMatching(/^ {2}POSTGRES_PORT: "five" /),
+      expect.stringMatching(/^ {2}MIRROR_STRATEGY: "per-database" .*per-schema.*per-table/),
+    ]);
+  });
+
+  it('fails with exit 1 and the reason when PostgreSQL cannot be reached', async () => {
+    const result = await runCli(['setup'], { ...postgresEnv(database.settings), POSTGRES_PASSWORD: 'wrong' });
+
+    expect(result.code).toBe(1);
+    expect(result.stderr).toMatch(/^echodb: .*password authentication failed/);
+  });
+
+  it('answers --help for the program and each command, and exit 2 for an unknown command', async () => {
+    const help = await runCli(['--help']);
+    expect(help.code).toBe(0);
+    for (const command of ['setup', 'uninstall', 'demo']) expect(help.stdout).toContain(command);
+
+    const setupHelp = await runCli(['setup', '--help']);
+    expect(setupHelp.code).toBe(0);
+    expect(setupHelp.stdout).toMatch(/Usage: echodb setup/);
+
+    const unknown = await runCli(['frobnicate']);
+    expect(unknown.code).toBe(2);
+    expect(unknown.stderr).toMatch(/unknown command 'frobnicate'/);
+  });
+
+  it('runs the demo end to end on its own throwaway PostgreSQL and cleans up', async () => {
+    const result = await runCli(['demo', '--exit']);
+
+    expect(result.code).toBe(0);
+    const events = result.stdout.split('\n').filter((line) => line.includes('event #'));
+    expect(events).toEqual([
+      expect.stringMatching(/event #1: create "shop"."customers"/),
+      expect.stringMatching(/event #2: create "shop"."Order Items"/),
+      expect.stringMatching(/event #3: create "shop"."orders_2026" +\[CREATE TABLE AS\]/),
+      expect.stringMatching(/event #4: rename "shop"."orders" \(was "shop"."orders_2026"\)/),
+      expect.stringMatching(/event #5: drop +"shop"."customers"/),
+    ]);
+    expect(result.stdout).toMatch(/demo: stopped; the throwaway server and its files are gone/);
+  });
+});

@@ -1,0 +1,126 @@
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import type pg from 'pg';
+import { installCapture, readMigrations, uninstallCapture, NotSuperuserError } from '../sql/migrations.js';
+import { createTestDatabase, type TestDatabase } from './support/database.js';
+
+/** Every schema, relation, function (with its body), type and event trigger of the database. */
+async function catalogSnapshot(client: pg.Client): Promise<string[]> {
+  const { rows } = await client.query<{ entry: string }>(`
+    SELECT 'schema ' || nspname AS entry FROM pg_namespace
+    UNION ALL
+    SELECT 'relation ' || c.oid::regclass::text || ' ' || c.relkind::text
+    FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname <> 'pg_toast'
+    UNION ALL
+    SELECT 'function ' || p.oid::regprocedure::text || ' ' || md5(p.prosrc) FROM pg_proc p
+    UNION ALL
+    SELECT 'type ' || t.oid::regtype::text FROM pg_type t
+    UNION ALL
+    SELECT 'event trigger ' || evtname || ' ' || evtevent || ' ' || evtenabled::text FROM pg_event_trigger
+    ORDER BY 1`);
+  return rows.map((row) => row.entry);
+}
+
+let database: TestDatabase;
+let db: pg.Client;
+
+beforeEach(async () => {
+  database = await createTestDatabase();
+  db = await database.connect();
+});
+
+afterEach(async () => {
+  await database.drop();
+});
+
+describe('echodb setup (installCapture)', () => {
+  it('applies every numbered migration once, in order, and records them', async () => {
+    const applied = await installCapture(db);
+
+    const expected = readMigrations().map((m) => m.version);
+    expect(applied.map((m) => m.version)).toEqual(expected);
+    const { rows } = await db.query<{ version: number }>('SELECT version FROM echodb.schema_migrations ORDER BY version');
+    expect(rows.map((row) => row.version)).toEqual(expected);
+    const { rows: triggers } = await db.query<{ evtname: string }>('SELECT evtname FROM pg_event_trigger ORDER BY 1');
+    expect(triggers.map((t) => t.evtname)).toEqual([
+      'peerdb_auto_mirror_alter_trigger',
+      'peerdb_auto_mirror_drop_trigger',
+      'peerdb_auto_mirror_trigger',
+    ]);
+  });
+
+  it('is a no-op the second time', async () => {
+    await installCapture(db);
+    await db.query('CREATE TABLE recorded (id int)');
+    const before = await catalogSnapshot(db);
+    const { rows: eventsBefore } = await db.query('SELECT * FROM echodb.ddl_events');
+
+    const applied = await installCapture(db);
+
+    expect(applied).toEqual([]);
+    expect(await catalogSnapshot(db)).toEqual(before);
+    expect((await db.query('SELECT * FROM echodb.ddl_events')).rows).toEqual(eventsBefore);
+  });
+
+  it('lets two replicas run setup at once: one applies, the other finds nothing to do', async () => {
+    const other = await database.connect();
+    const results = await Promise.all([installCapture(db), installCapture(other)]);
+
+    const counts = results.map((applied) => applied.length).sort();
+    expect(counts).toEqual([0, readMigrations().length]);
+  });
+
+  it('refuses a role that is not a superuser, saying why', async () => {
+    const role = `plain_${Date.now()}`;
+    await db.query(`CREATE ROLE ${role} LOGIN PASSWORD 'plain'`);
+    try {
+      const plain = await database.connect({ user: role, password: 'plain' });
+      await expect(installCapture(plain)).rejects.toThrow(NotSuperuserError);
+      await expect(installCapture(plain)).rejects.toThrow(/is not a superuser: installing EchoDB's event triggers needs one/);
+      await plain.end();
+      const { rowCount } = await db.query("SELECT 1 FROM pg_namespace WHERE nspname = 'echodb'");
+      expect(rowCount).toBe(0);
+    } finally {
+      await db.query(`DROP ROLE ${role}`);
+    }
+  });
+});
+
+describe('echodb uninstall (uninstallCapture)', () => {
+  it('removes everything setup installed and nothing else', async () => {
+    await db.query('CREATE SCHEMA app');
+    await db.query('CREATE TABLE app.customers (id int PRIMARY KEY)');
+    await db.query('CREATE FUNCTION app.f() RETURNS int LANGUAGE sql AS $$ SELECT 1 $$');
+    const beforeSetup = await catalogSnapshot(db);
+
+    await installCapture(db);
+    await db.query('CREATE TABLE app.orders (id int)');
+    await db.query('DROP TABLE app.orders');
+    await uninstallCapture(db);
+
+    expect(await catalogSnapshot(db)).toEqual(beforeSetup);
+  });
+
+  it('is harmless where nothing is installed, and setup works again afterwards', async () => {
+    await uninstallCapture(db);
+    await installCapture(db);
+    await uninstallCapture(db);
+    const applied = await installCapture(db);
+
+    expect(applied).toHaveLength(readMigrations().length);
+    await db.query('CREATE TABLE reinstalled (id int)');
+    const { rows } = await db.query<{ table_name: string }>('SELECT table_name FROM echodb.ddl_events');
+    expect(rows).toEqual([{ table_name: 'reinstalled' }]);
+  });
+
+  it('fails loudly instead of dropping what a user built on top of the outbox', async () => {
+    await installCapture(db);
+    await db.query('CREATE VIEW public.ddl_report AS SELECT id FROM echodb.ddl_events');
+
+    await expect(uninstallCapture(db)).rejects.toThrow(/depend/);
+
+    const { rowCount } = await db.query("SELECT 1 FROM pg_views WHERE viewname = 'ddl_report'");
+    expect(rowCount).toBe(1);
+    const { rows } = await db.query<{ count: string }>('SELECT count(*) FROM pg_event_trigger');
+    expect(rows[0]?.count).toBe('3');
+  });
+});
