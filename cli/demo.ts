@@ -1,6 +1,7 @@
 import pg from 'pg';
 import { startLocalServers } from '../lib/local-servers/index.js';
 import { installCapture } from '../sql/migrations.js';
+import type { DdlEventRow } from '../sql/ddl-events.js';
 
 const SAMPLE_DDL = [
   'CREATE SCHEMA shop',
@@ -12,19 +13,9 @@ const SAMPLE_DDL = [
   'DROP TABLE shop.customers',
 ];
 
-interface OutboxRow {
-  id: string;
-  operation: string;
-  schema_name: string;
-  table_name: string;
-  old_schema_name: string | null;
-  old_table_name: string | null;
-  command_tag: string;
-}
-
 const ident = (schema: string, table: string): string => `${pg.escapeIdentifier(schema)}.${pg.escapeIdentifier(table)}`;
 
-function describe(row: OutboxRow): string {
+function describe(row: DdlEventRow): string {
   const target = ident(row.schema_name, row.table_name);
   const renamedFrom =
     row.operation === 'rename' && row.old_table_name !== null
@@ -50,7 +41,7 @@ export async function runDemo(options: { exit?: boolean } = {}): Promise<void> {
     console.log(`demo: installed ${applied.map((m) => m.name).join(', ')} (schema echodb, outbox, event triggers)`);
 
     const show = async (id: number): Promise<void> => {
-      const { rows } = await database.query<OutboxRow>('SELECT * FROM echodb.ddl_events WHERE id = $1', [id]);
+      const { rows } = await database.query<DdlEventRow>('SELECT * FROM echodb.ddl_events WHERE id = $1', [id]);
       for (const row of rows) console.log(describe(row));
     };
     let pending = Promise.resolve();

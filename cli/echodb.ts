@@ -6,7 +6,7 @@ import { installCapture, uninstallCapture, readMigrations } from '../sql/migrati
 import { runDemo } from './demo.js';
 
 /** Exit codes scripts can rely on. */
-export const EXIT = { ok: 0, failure: 1, usage: 2, config: 78 } as const;
+const EXIT = { ok: 0, failure: 1, usage: 2, config: 78 } as const;
 
 function describeTarget(config: ReturnType<typeof loadConfig>): string {
   const { host, port, database, user } = config.postgres;

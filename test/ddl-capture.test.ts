@@ -1,21 +1,10 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import pg from 'pg';
 import { installCapture } from '../sql/migrations.js';
+import type { DdlEventRow } from '../sql/ddl-events.js';
 import { createTestDatabase, listenForDdlEvents, type TestDatabase } from './support/database.js';
 
 const quote = pg.escapeIdentifier;
-
-interface OutboxRow {
-  id: string;
-  operation: string;
-  schema_name: string;
-  table_name: string;
-  old_schema_name: string | null;
-  old_table_name: string | null;
-  relation_oid: number;
-  command_tag: string;
-  status: string;
-}
 
 let database: TestDatabase;
 let db: pg.Client;
@@ -32,8 +21,8 @@ afterEach(async () => {
   await database.drop();
 });
 
-async function outbox(): Promise<OutboxRow[]> {
-  const { rows } = await db.query<OutboxRow>('SELECT * FROM echodb.ddl_events ORDER BY id');
+async function outbox(): Promise<DdlEventRow[]> {
+  const { rows } = await db.query<DdlEventRow>('SELECT * FROM echodb.ddl_events ORDER BY id');
   return rows;
 }
 
@@ -46,7 +35,7 @@ async function settle(expectedBefore: number): Promise<void> {
 }
 
 describe('each DDL form yields exactly one outbox row and one notification carrying its id', () => {
-  const forms: { name: string; prepare?: string[]; ddl: string; expected: Partial<OutboxRow>; channel: string }[] = [
+  const forms: { name: string; prepare?: string[]; ddl: string; expected: Partial<DdlEventRow>; channel: string }[] = [
     {
       name: 'CREATE TABLE',
       ddl: 'CREATE TABLE orders (id bigserial PRIMARY KEY, total numeric)',
@@ -309,7 +298,7 @@ describe('which tables are recorded', () => {
       await client.query('ALTER TABLE legacy RENAME TO legacy_v2');
       await client.query('DROP TABLE legacy_v2');
 
-      const { rows } = await client.query<OutboxRow>('SELECT * FROM echodb.ddl_events ORDER BY id');
+      const { rows } = await client.query<DdlEventRow>('SELECT * FROM echodb.ddl_events ORDER BY id');
       expect(rows.map((row) => [row.operation, row.table_name, row.old_table_name])).toEqual([
         ['rename', 'legacy_v2', 'legacy'],
         ['drop', 'legacy_v2', null],

@@ -16,7 +16,7 @@ import {
   type BinarySearch,
 } from '../lib/local-servers/binaries.js';
 import { searchAttributeTypes } from '../lib/search-attributes.js';
-import type { ServerSettings } from '../lib/local-servers/index.js';
+import { startLocalServers, type ServerSettings } from '../lib/local-servers/index.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 
@@ -69,6 +69,31 @@ describe('the servers the test run started', () => {
     });
     await connection.close();
     for (const name of Object.keys(searchAttributeTypes)) expect(customAttributes).toHaveProperty(name);
+  });
+});
+
+describe('servers given in ECHODB_TEST_* variables', () => {
+  it('uses them instead of starting its own', async () => {
+    const { postgres, redis, clickhouse, temporal } = inject('servers');
+    const secret = encodeURIComponent;
+    const env = {
+      ECHODB_TEST_POSTGRES_URL: `postgres://${secret(postgres.user)}:${secret(postgres.password)}@${postgres.host}:${postgres.port}/${postgres.database}`,
+      ECHODB_TEST_REDIS_URL: `redis://:${secret(redis.password)}@${redis.host}:${redis.port}`,
+      ECHODB_TEST_CLICKHOUSE_URL: clickhouse.url.replace('//', `//${clickhouse.user}:${secret(clickhouse.password)}@`),
+      ECHODB_TEST_TEMPORAL_ADDRESS: temporal.address,
+    };
+
+    const servers = await startLocalServers({ env });
+    try {
+      expect(servers.started).toEqual([]);
+      expect(servers.settings).toEqual({ postgres, redis, clickhouse, temporal });
+    } finally {
+      await servers.stop();
+    }
+    // Stopping must leave servers it did not start alone.
+    const client = new pg.Client(postgres);
+    await client.connect();
+    await client.end();
   });
 });
 

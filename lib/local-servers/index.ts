@@ -9,7 +9,6 @@ import { startClickHouse, type ClickHouseSettings } from './clickhouse.js';
 import { startTemporal, type TemporalSettings } from './temporal.js';
 
 export type { PostgresSettings, RedisSettings, ClickHouseSettings, TemporalSettings };
-export { MissingBinaryError } from './binaries.js';
 
 interface Started<T> {
   settings: T;
