@@ -39,19 +39,26 @@ function parsed<T>(fallback: T, convert: (raw: string) => T | undefined, notA: s
   });
 }
 
-function integer(fallback: number, notA: string, min: number, max = Number.MAX_SAFE_INTEGER) {
+function integer<Fallback extends number | undefined>(
+  fallback: Fallback,
+  notA: string,
+  min: number,
+  max = Number.MAX_SAFE_INTEGER,
+) {
   const expected =
     max === Number.MAX_SAFE_INTEGER ? `an integer of ${min} or more` : `an integer from ${min} to ${max}`;
   const convert = (raw: string) => {
     const value = /^\s*\d+\s*$/.test(raw) ? Number(raw) : NaN;
     return value >= min && value <= max ? value : undefined;
   };
-  return parsed(fallback, convert, notA, expected);
+  return parsed<number | Fallback>(fallback, convert, notA, expected);
 }
 
 const text = (fallback: string) => z.string().default(fallback);
 const optionalText = () => z.string().optional();
 const port = (fallback: number) => integer(fallback, 'a port', 1, 65535);
+/** Unset means the config takes another variable's value. */
+const optionalPort = () => integer(undefined, 'a port', 1, 65535);
 const positiveInt = (fallback: number) => integer(fallback, 'a positive integer', 1);
 const nonNegativeInt = (fallback: number) => integer(fallback, 'a non-negative integer', 0);
 
@@ -110,13 +117,13 @@ function httpUrl(fallback: string) {
 }
 
 /** A name template: it must hold one of `required`, and no placeholder but {schema} and {table}. */
-function template(fallback: string, required: readonly string[]) {
+function template<Fallback extends string | undefined>(fallback: Fallback, required: readonly string[]) {
   const convert = (raw: string) => {
     const placeholders = raw.match(/\{[^{}]*\}/g) ?? [];
     const known = placeholders.every((placeholder) => placeholder === '{schema}' || placeholder === '{table}');
     return known && required.some((placeholder) => raw.includes(placeholder)) ? raw : undefined;
   };
-  return parsed(
+  return parsed<string | Fallback>(
     fallback,
     convert,
     `a template with ${required.join(' or ')}`,
@@ -134,12 +141,16 @@ const variables = z
     POSTGRES_USER: text('postgres'),
     POSTGRES_PASSWORD: text(''),
     POSTGRES_SSLMODE: oneOf(['disable', 'require', 'verify-full'], 'disable', 'an SSL mode'),
+    POSTGRES_PEER_HOST: optionalText(),
+    POSTGRES_PEER_PORT: optionalPort(),
 
     CLICKHOUSE_HOST: text('localhost'),
     CLICKHOUSE_PORT: port(8123),
     CLICKHOUSE_DB: text('default'),
     CLICKHOUSE_USER: text('default'),
     CLICKHOUSE_PASSWORD: text(''),
+    CLICKHOUSE_PEER_HOST: optionalText(),
+    CLICKHOUSE_PEER_PORT: port(9000),
 
     REDIS_HOST: optionalText(),
     REDIS_PORT: port(6379),
@@ -159,7 +170,7 @@ const variables = z
     EXCLUDED_TABLES: list([]),
 
     MIRROR_STRATEGY: oneOf(['per-schema', 'per-table'], 'per-schema', 'a mirror strategy'),
-    MIRROR_NAME_TEMPLATE: template('echodb_{schema}', ['{schema}', '{table}']),
+    MIRROR_NAME_TEMPLATE: template(undefined, ['{schema}', '{table}']),
     DESTINATION_TABLE_TEMPLATE: template('{table}', ['{table}']),
     DESTINATION_ON_DROP: oneOf(['keep', 'rename', 'drop'], 'rename', 'a drop policy'),
     COALESCE_WINDOW: seconds(2),
@@ -224,6 +235,9 @@ function toConfig(env: Variables) {
       user: env.POSTGRES_USER,
       password: env.POSTGRES_PASSWORD,
       sslMode: env.POSTGRES_SSLMODE,
+      /** The source database as PeerDB's containers reach it, for the source peer. */
+      peerHost: env.POSTGRES_PEER_HOST ?? env.POSTGRES_HOST,
+      peerPort: env.POSTGRES_PEER_PORT ?? env.POSTGRES_PORT,
     },
     clickhouse: {
       host: env.CLICKHOUSE_HOST,
@@ -232,6 +246,9 @@ function toConfig(env: Variables) {
       database: env.CLICKHOUSE_DB,
       user: env.CLICKHOUSE_USER,
       password: env.CLICKHOUSE_PASSWORD,
+      /** ClickHouse as PeerDB's containers reach it, for the destination peer; PeerDB speaks the native protocol. */
+      peerHost: env.CLICKHOUSE_PEER_HOST ?? env.CLICKHOUSE_HOST,
+      peerPort: env.CLICKHOUSE_PEER_PORT,
     },
     /** null without REDIS_HOST: leader election then uses a PostgreSQL advisory lock. */
     redis: env.REDIS_HOST === undefined
@@ -253,6 +270,7 @@ function toConfig(env: Variables) {
     },
     mirror: {
       strategy: env.MIRROR_STRATEGY,
+      /** Unset: the strategy's default (lib/naming.ts). */
       nameTemplate: env.MIRROR_NAME_TEMPLATE,
       destinationTableTemplate: env.DESTINATION_TABLE_TEMPLATE,
       destinationOnDrop: env.DESTINATION_ON_DROP,

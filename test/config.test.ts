@@ -12,8 +12,18 @@ const defaults: Config = {
     user: 'postgres',
     password: '',
     sslMode: 'disable',
+    peerHost: 'localhost',
+    peerPort: 5432,
   },
-  clickhouse: { host: 'localhost', port: 8123, database: 'default', user: 'default', password: '' },
+  clickhouse: {
+    host: 'localhost',
+    port: 8123,
+    database: 'default',
+    user: 'default',
+    password: '',
+    peerHost: 'localhost',
+    peerPort: 9000,
+  },
   redis: null,
   peerdb: {
     apiUrl: 'http://flow-api:8113',
@@ -25,7 +35,7 @@ const defaults: Config = {
   sync: { schemas: ['public'], excludedTables: [] },
   mirror: {
     strategy: 'per-schema',
-    nameTemplate: 'echodb_{schema}',
+    nameTemplate: undefined,
     destinationTableTemplate: '{table}',
     destinationOnDrop: 'rename',
     coalesceWindowMs: 2_000,
@@ -53,11 +63,15 @@ const fullEnv = {
   POSTGRES_USER: 'echodb',
   POSTGRES_PASSWORD: 'pg-secret',
   POSTGRES_SSLMODE: 'verify-full',
+  POSTGRES_PEER_HOST: 'pg.peer',
+  POSTGRES_PEER_PORT: '7432',
   CLICKHOUSE_HOST: 'ch.internal',
   CLICKHOUSE_PORT: '18123',
   CLICKHOUSE_DB: 'analytics',
   CLICKHOUSE_USER: 'loader',
   CLICKHOUSE_PASSWORD: 'ch-secret',
+  CLICKHOUSE_PEER_HOST: 'ch.peer',
+  CLICKHOUSE_PEER_PORT: '19000',
   REDIS_HOST: 'redis.internal',
   REDIS_PORT: '6380',
   REDIS_PASSWORD: 'redis-secret',
@@ -142,8 +156,18 @@ describe('loadConfig', () => {
         user: 'echodb',
         password: 'pg-secret',
         sslMode: 'verify-full',
+        peerHost: 'pg.peer',
+        peerPort: 7432,
       },
-      clickhouse: { host: 'ch.internal', port: 18123, database: 'analytics', user: 'loader', password: 'ch-secret' },
+      clickhouse: {
+        host: 'ch.internal',
+        port: 18123,
+        database: 'analytics',
+        user: 'loader',
+        password: 'ch-secret',
+        peerHost: 'ch.peer',
+        peerPort: 19000,
+      },
       redis: { host: 'redis.internal', port: 6380, password: 'redis-secret', db: 15 },
       peerdb: {
         apiUrl: 'https://peerdb.internal:8113',
@@ -228,6 +252,20 @@ describe('loadConfig', () => {
   it('keeps the PeerDB API URL without its trailing slash', () => {
     expect(load({ PEERDB_API_URL: 'http://localhost:8113/' }).peerdb.apiUrl).toBe('http://localhost:8113');
   });
+
+  it('gives PeerDB the source database where EchoDB reaches it unless POSTGRES_PEER_* says otherwise', () => {
+    const config = load({ POSTGRES_HOST: 'localhost', POSTGRES_PORT: '15432', CLICKHOUSE_HOST: 'ch.local' });
+    expect(config.postgres).toMatchObject({ peerHost: 'localhost', peerPort: 15432 });
+    expect(config.clickhouse).toMatchObject({ peerHost: 'ch.local', peerPort: 9000 });
+    const split = load({ POSTGRES_HOST: 'localhost', POSTGRES_PEER_HOST: 'postgres', CLICKHOUSE_PEER_HOST: 'ch' });
+    expect(split.postgres).toMatchObject({ host: 'localhost', peerHost: 'postgres', peerPort: 5432 });
+    expect(split.clickhouse).toMatchObject({ host: 'localhost', peerHost: 'ch' });
+  });
+
+  it('leaves the mirror name template unset, for the strategy to choose, unless MIRROR_NAME_TEMPLATE is set', () => {
+    expect(load({ MIRROR_STRATEGY: 'per-table' }).mirror.nameTemplate).toBeUndefined();
+    expect(load({ MIRROR_NAME_TEMPLATE: 'cdc_{schema}' }).mirror.nameTemplate).toBe('cdc_{schema}');
+  });
 });
 
 describe('a bad value', () => {
@@ -237,6 +275,10 @@ describe('a bad value', () => {
     ['rejects port 0', 'HEALTH_PORT', '0', 'HEALTH_PORT: "0" is not a port; expected an integer from 1 to 65535'],
     ['rejects a port above 65535', 'CLICKHOUSE_PORT', '65536',
       'CLICKHOUSE_PORT: "65536" is not a port; expected an integer from 1 to 65535'],
+    ['checks the native port PeerDB uses', 'CLICKHOUSE_PEER_PORT', 'native',
+      'CLICKHOUSE_PEER_PORT: "native" is not a port; expected an integer from 1 to 65535'],
+    ['checks an optional port when it is set', 'POSTGRES_PEER_PORT', '0',
+      'POSTGRES_PEER_PORT: "0" is not a port; expected an integer from 1 to 65535'],
     ['asks for a positive integer', 'PEERDB_FAILURE_THRESHOLD', '0',
       'PEERDB_FAILURE_THRESHOLD: "0" is not a positive integer; expected an integer of 1 or more'],
     ['asks for a whole number of retries', 'MAX_RETRIES', '1.5',

@@ -1,0 +1,102 @@
+import crypto from 'node:crypto';
+import { createClient, type ClickHouseClient } from '@clickhouse/client';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { qualifiedTable, quoteIdentifier, quoteString } from '../lib/clickhouse-sql.js';
+
+/** Names and values that break naive quoting, each one a table name and a String value below. */
+const adversarial = [
+  'plain',
+  'with`backtick',
+  '``',
+  'back\\slash',
+  'ends with a backslash\\',
+  '\\`',
+  '\\n not a newline',
+  "it's",
+  "''",
+  'say "hi"',
+  'with space',
+  'dot.ted',
+  'new\nline',
+  'carriage\rreturn',
+  'tab\there',
+  'bell\b form\f feed',
+  'control \u0001\u001f\u007f',
+  'ünïcødé',
+  'заказы 注文',
+  '😀🏳️‍🌈',
+  "'; DROP TABLE x; --",
+  '`; DROP TABLE x; --',
+  '{x:String}',
+  '?',
+  'x'.repeat(200),
+];
+
+describe('ClickHouse quoting, against the real ClickHouse', () => {
+  const server = inject('servers').clickhouse;
+  const database = `echodb_test_${crypto.randomBytes(6).toString('hex')} with 'quotes'`;
+  let clickhouse: ClickHouseClient;
+
+  beforeAll(async () => {
+    clickhouse = createClient({ url: server.url, username: server.user, password: server.password });
+    await clickhouse.command({ query: `CREATE DATABASE ${quoteIdentifier(database)}` });
+  });
+
+  afterAll(async () => {
+    await clickhouse.command({ query: `DROP DATABASE IF EXISTS ${quoteIdentifier(database)}` });
+    await clickhouse.close();
+  });
+
+  async function rows<T>(query: string): Promise<T[]> {
+    return (await clickhouse.query({ query, format: 'JSONEachRow' })).json<T>();
+  }
+
+  it.each(adversarial.map((name) => [JSON.stringify(name).slice(0, 60), name]))(
+    'creates a table named %s, lists it under that exact name and round-trips a value',
+    async (_label, name) => {
+      const table = qualifiedTable(database, name);
+      const value = `${name}\0${name}`;
+      await clickhouse.command({ query: `CREATE TABLE ${table} (value String) ENGINE = Memory` });
+      await clickhouse.command({ query: `INSERT INTO ${table} VALUES (${quoteString(value)})` });
+
+      const listed = await rows<{ name: string }>(
+        `SELECT name FROM system.tables WHERE database = ${quoteString(database)} AND name = ${quoteString(name)}`,
+      );
+      expect(listed).toEqual([{ name }]);
+      expect(await rows<{ value: string }>(`SELECT value FROM ${table}`)).toEqual([{ value }]);
+      expect(await rows<{ value: string }>(`SELECT ${quoteString(value)} AS value`)).toEqual([{ value }]);
+
+      await clickhouse.command({ query: `DROP TABLE ${table}` });
+    },
+  );
+
+  it('leaves nothing behind that the names did not ask for', async () => {
+    expect(await rows<{ name: string }>(`SELECT name FROM system.tables WHERE database = ${quoteString(database)}`))
+      .toEqual([]);
+    expect(await rows<{ name: string }>(`SELECT name FROM system.databases WHERE name = ${quoteString(database)}`))
+      .toEqual([{ name: database }]);
+  });
+});
+
+describe('quoteIdentifier', () => {
+  it('backtick-quotes, escaping backslash and backtick', () => {
+    expect(quoteIdentifier('orders')).toBe('`orders`');
+    expect(quoteIdentifier('a`b\\c')).toBe('`a\\`b\\\\c`');
+  });
+
+  it('refuses a NUL byte, which no ClickHouse name can hold', () => {
+    expect(() => quoteIdentifier('a\0b')).toThrow(/NUL/);
+  });
+});
+
+describe('quoteString', () => {
+  it('single-quotes, escaping backslash, quote and control characters', () => {
+    expect(quoteString("it's \\ \n\r\t\0\b\f")).toBe("'it\\'s \\\\ \\n\\r\\t\\0\\b\\f'");
+  });
+});
+
+describe('qualifiedTable', () => {
+  it('quotes database and table apart', () => {
+    expect(qualifiedTable('db.x', 't`y')).toBe('`db.x`.`t\\`y`');
+  });
+});
