@@ -1,0 +1,814 @@
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import { createClient, type ClickHouseClient } from '@clickhouse/client';
+import type pg from 'pg';
+import { afterAll, beforeAll, beforeEach, describe, expect, inject, it } from 'vitest';
+import { startPeerDbDouble, type FlowStatus, type PeerDbDouble } from './peerdb-double/index.js';
+import { createTestDatabase, type TestDatabase } from './support/database.js';
+
+const TRANSITION_MS = 25;
+
+interface ContractField {
+  json: string;
+  type: string;
+  repeated?: boolean;
+  map?: string;
+  oneof?: string;
+}
+const contract = JSON.parse(
+  fs.readFileSync(new URL('../../shared/reference/peerdb-flow-api.json', import.meta.url), 'utf8'),
+) as { messages: Record<string, Record<string, ContractField> | 'well-known'>; enums: Record<string, string[]> };
+
+interface ErrorJson {
+  code: number;
+  message: string;
+  details: unknown[];
+}
+interface TableMappingJson {
+  sourceTableIdentifier: string;
+  destinationTableIdentifier: string;
+}
+interface MirrorStatusJson {
+  flowJobName: string;
+  currentFlowState: FlowStatus;
+  createdAt: string;
+  cdcStatus?: {
+    config: { tableMappings: TableMappingJson[]; env: Record<string, string> };
+    rowsSynced: string;
+  };
+}
+interface ListMirrorsJson {
+  mirrors: { id: string; name: string; workflowId: string; createdAt: number; status: FlowStatus }[];
+}
+
+let database: TestDatabase;
+let source: pg.Client;
+let clickhouse: ClickHouseClient;
+let double: PeerDbDouble;
+const chDatabase = `peerdb_double_${crypto.randomBytes(4).toString('hex')}`;
+
+beforeAll(async () => {
+  database = await createTestDatabase();
+  source = await database.connect();
+  const servers = inject('servers');
+  clickhouse = createClient({
+    url: servers.clickhouse.url,
+    username: servers.clickhouse.user,
+    password: servers.clickhouse.password,
+  });
+  double = await startPeerDbDouble({ clickhouse: servers.clickhouse, transitionMs: TRANSITION_MS });
+  const { host, port, user, password } = database.settings;
+  await expectOk(
+    call('POST', '/v1/peers/create', {
+      peer: { name: 'pg', type: 'POSTGRES', postgresConfig: { host, port, user, password, database: database.settings.database } },
+      allowUpdate: true,
+    }),
+  );
+  await expectOk(
+    call('POST', '/v1/peers/create', {
+      peer: {
+        name: 'ch',
+        type: 'CLICKHOUSE',
+        clickhouseConfig: { host: '127.0.0.1', port: 9000, user: 'default', password: '', database: chDatabase, disableTls: true },
+      },
+      allowUpdate: true,
+    }),
+  );
+});
+
+afterAll(async () => {
+  await double?.close();
+  await clickhouse?.command({ query: `DROP DATABASE IF EXISTS ${backtick(chDatabase)}` });
+  await clickhouse?.close();
+  await database?.drop();
+});
+
+beforeEach(() => {
+  Object.assign(double.knobs, { latencyMs: 0, errorRate: 0, failUntil: undefined, failNext: undefined, hang: false, stuck: false });
+});
+
+async function call<T = unknown>(method: 'GET' | 'POST', path: string, body?: unknown): Promise<{ status: number; body: T }> {
+  const response = await fetch(double.url + path, {
+    method,
+    headers: { 'content-type': 'application/json' },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  return { status: response.status, body: (await response.json()) as T };
+}
+
+async function expectOk<T>(request: Promise<{ status: number; body: T }>): Promise<T> {
+  const { status, body } = await request;
+  expect(status, JSON.stringify(body)).toBe(200);
+  return body;
+}
+
+function mapping(sourceTableIdentifier: string, destinationTableIdentifier: string) {
+  return { sourceTableIdentifier, destinationTableIdentifier, exclude: [], engine: 'CH_ENGINE_REPLACING_MERGE_TREE' };
+}
+
+function createMirror(
+  flowJobName: string,
+  tableMappings: ReturnType<typeof mapping>[],
+  extra: Record<string, unknown> = {},
+): Promise<{ status: number; body: { workflowId: string } & ErrorJson }> {
+  return call('POST', '/v1/flows/cdc/create', {
+    connectionConfigs: { flowJobName, sourceName: 'pg', destinationName: 'ch', tableMappings, doInitialSnapshot: true, ...extra },
+    attachToExisting: false,
+  });
+}
+
+function mirrorStatus(flowJobName: string) {
+  return call<MirrorStatusJson & ErrorJson>('POST', '/v1/mirrors/status', { flowJobName, includeFlowInfo: true });
+}
+
+function stateChange(flowJobName: string, requestedFlowState: string, cdcFlowConfigUpdate?: Record<string, unknown>) {
+  return call<ErrorJson>('POST', '/v1/mirrors/state_change', {
+    flowJobName,
+    requestedFlowState,
+    ...(cdcFlowConfigUpdate ? { flowConfigUpdate: { cdcFlowConfigUpdate } } : {}),
+  });
+}
+
+/** The statuses the mirror passes through (consecutive repeats collapsed) until it reaches `final`. */
+async function statusesUntil(name: string, final: FlowStatus): Promise<(FlowStatus | undefined)[]> {
+  const seen: (FlowStatus | undefined)[] = [];
+  const deadline = Date.now() + 10_000;
+  for (;;) {
+    const status = double.mirrors().find((mirror) => mirror.name === name)?.status;
+    if (seen.at(-1) !== status) seen.push(status);
+    if (status === final) return seen;
+    if (Date.now() > deadline) throw new Error(`${name} went ${seen.join(' -> ')}, never ${final}`);
+    await sleep(2);
+  }
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+function backtick(name: string): string {
+  return '`' + name.replace(/\\/g, '\\\\').replace(/`/g, '\\`') + '`';
+}
+
+function chString(value: string): string {
+  return "'" + value.replace(/\\/g, '\\\\').replace(/'/g, "\\'") + "'";
+}
+
+async function chRows<T>(query: string): Promise<T[]> {
+  return (await clickhouse.query({ query, format: 'JSONEachRow' })).json<T>();
+}
+
+/** The live row count, as PeerDB's own tests take it. */
+async function liveCount(table: string): Promise<number> {
+  const [row] = await chRows<{ n: string }>(
+    `SELECT count() AS n FROM ${backtick(chDatabase)}.${backtick(table)} FINAL WHERE _peerdb_is_deleted = 0`,
+  );
+  return Number(row?.n);
+}
+
+async function chTable(table: string) {
+  const [row] = await chRows<{ engine: string; sorting_key: string; engine_full: string }>(
+    `SELECT engine, sorting_key, engine_full FROM system.tables WHERE database = ${chString(chDatabase)} AND name = ${chString(table)}`,
+  );
+  return row;
+}
+
+async function chColumns(table: string): Promise<[string, string][]> {
+  const rows = await chRows<{ name: string; type: string }>(
+    `SELECT name, type FROM system.columns WHERE database = ${chString(chDatabase)} AND table = ${chString(table)}`,
+  );
+  return rows.map((row) => [row.name, row.type]);
+}
+
+/** A source table `name` in public with an integer primary key and `rows` rows. */
+async function sourceTable(name: string, rows: number): Promise<string> {
+  await source.query(`CREATE TABLE public.${name} (id int PRIMARY KEY, label text)`);
+  await source.query(`INSERT INTO public.${name} SELECT g, 'row ' || g FROM generate_series(1, ${rows}) g`);
+  return `public.${name}`;
+}
+
+/** Checks a response against the contract: only its JSON names, every non-oneof field present, values of their type. */
+function expectContractShape(value: unknown, message: string, path: string = message): void {
+  const fields = contract.messages[message];
+  if (fields === undefined || fields === 'well-known') throw new Error(`${message} is not a message of the contract`);
+  expect(value, path).toBeTypeOf('object');
+  const object = value as Record<string, unknown>;
+  const byJsonName = new Map(Object.values(fields).map((field) => [field.json, field]));
+  for (const key of Object.keys(object)) expect(byJsonName.has(key), `${path}.${key} is not a field of ${message}`).toBe(true);
+  for (const field of byJsonName.values()) {
+    const fieldPath = `${path}.${field.json}`;
+    if (!(field.json in object)) {
+      expect(field.oneof, `${fieldPath} is missing (grpc-gateway emits default values)`).toBeDefined();
+      continue;
+    }
+    const fieldValue = object[field.json];
+    if (field.map) {
+      expect(fieldValue, fieldPath).toBeTypeOf('object');
+    } else if (field.repeated) {
+      expect(Array.isArray(fieldValue), `${fieldPath} is a list`).toBe(true);
+      (fieldValue as unknown[]).forEach((item, i) => expectContractValue(item, field.type, `${fieldPath}[${i}]`));
+    } else {
+      expectContractValue(fieldValue, field.type, fieldPath);
+    }
+  }
+}
+
+function expectContractValue(value: unknown, type: string, path: string): void {
+  if (type === 'google.protobuf.Timestamp') {
+    expect(value, path).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$/);
+  } else if (contract.messages[type] !== undefined) {
+    if (value !== null) expectContractShape(value, type, path);
+  } else if (contract.enums[type] !== undefined) {
+    expect(contract.enums[type], path).toContain(value);
+  } else if (['int64', 'uint64', 'sint64', 'fixed64', 'sfixed64'].includes(type)) {
+    expect(value, `${path} (64-bit integers are JSON strings)`).toMatch(/^-?\d+$/);
+  } else if (type === 'string') {
+    expect(value, path).toBeTypeOf('string');
+  } else if (type === 'bool') {
+    expect(value, path).toBeTypeOf('boolean');
+  } else {
+    expect(value, path).toBeTypeOf('number');
+  }
+}
+
+describe('peers: POST /v1/peers/create', () => {
+  it('keeps an existing peer when allowUpdate is false, still answering 200 CREATED, and replaces it when true', async () => {
+    await sourceTable('peer_probe', 1);
+    const { host, port, user, password } = database.settings;
+    const peer = (databaseName: string) => ({
+      name: 'pg_update',
+      type: 'POSTGRES',
+      postgresConfig: { host, port, user, password, database: databaseName },
+    });
+    expect(await expectOk(call('POST', '/v1/peers/create', { peer: peer(database.settings.database), allowUpdate: false }))).toEqual({
+      status: 'CREATED',
+      message: '',
+    });
+    const ignored = await call('POST', '/v1/peers/create', { peer: peer('no_such_database'), allowUpdate: false });
+    expect(ignored).toEqual({ status: 200, body: { status: 'CREATED', message: '' } });
+
+    const probe = (name: string) =>
+      call<ErrorJson>('POST', '/v1/flows/cdc/create', {
+        connectionConfigs: {
+          flowJobName: name,
+          sourceName: 'pg_update',
+          destinationName: 'ch',
+          tableMappings: [mapping('public.peer_probe', name)],
+        },
+      });
+    expect((await probe('peer_kept')).status).toBe(200);
+
+    await expectOk(call('POST', '/v1/peers/create', { peer: peer('no_such_database'), allowUpdate: true }));
+    const replaced = await probe('peer_replaced');
+    expect(replaced.status).toBe(500);
+    expect(replaced.body.message).toContain('failed to create source connector');
+  });
+
+  it('rejects a peer without a name, or without the config its type needs, with 400', async () => {
+    const noName = await call<ErrorJson>('POST', '/v1/peers/create', { peer: { type: 'POSTGRES', postgresConfig: {} } });
+    expect(noName).toEqual({ status: 400, body: { code: 3, message: 'no peer name provided', details: [] } });
+    const noPeer = await call<ErrorJson>('POST', '/v1/peers/create', {});
+    expect(noPeer.status).toBe(400);
+    const wrongConfig = await call<ErrorJson>('POST', '/v1/peers/create', {
+      peer: { name: 'x', type: 'CLICKHOUSE', postgresConfig: {} },
+    });
+    expect(wrongConfig.status).toBe(400);
+    expect(wrongConfig.body.message).toContain('invalid config for CLICKHOUSE peer x');
+    const noType = await call<ErrorJson>('POST', '/v1/peers/create', { peer: { name: 'x', postgresConfig: {} } });
+    expect(noType.status).toBe(400);
+  });
+
+  it('reads proto field names (snake_case) as grpc-gateway does, and leaves the keys of env maps alone', async () => {
+    const { host, port, user, password } = database.settings;
+    await expectOk(
+      call('POST', '/v1/peers/create', {
+        peer: { name: 'pg_snake', type: 'POSTGRES', postgres_config: { host, port, user, password, database: database.settings.database } },
+        allow_update: true,
+      }),
+    );
+    const table = await sourceTable('snake_case', 3);
+    await expectOk(
+      call('POST', '/v1/flows/cdc/create', {
+        connection_configs: {
+          flow_job_name: 'snake_case',
+          source_name: 'pg_snake',
+          destination_name: 'ch',
+          table_mappings: [{ source_table_identifier: table, destination_table_identifier: 'snake_case' }],
+          do_initial_snapshot: true,
+          env: { PEERDB_SOME_SETTING: 'kept_as_sent' },
+        },
+        attach_to_existing: false,
+      }),
+    );
+    await double.waitForStatus('snake_case', 'STATUS_RUNNING');
+    const status = await expectOk(call<MirrorStatusJson>('POST', '/v1/mirrors/status', { flow_job_name: 'snake_case', include_flow_info: true }));
+    expect(status.cdcStatus?.config.env).toEqual({ PEERDB_SOME_SETTING: 'kept_as_sent' });
+    expect(await liveCount('snake_case')).toBe(3);
+  });
+});
+
+describe('creating a mirror: POST /v1/flows/cdc/create', () => {
+  it('answers <mirror>-peerflow, goes SETUP -> SNAPSHOT -> RUNNING and copies every row into a ReplacingMergeTree ordered by the primary key', async () => {
+    await source.query(`CREATE TABLE public.orders (
+      id bigint, region text, total numeric(10, 2), paid boolean, placed_at timestamptz, placed_local timestamp,
+      day date, tags text[], doc jsonb, small smallint, ratio double precision, PRIMARY KEY (region, id))`);
+    await source.query(`INSERT INTO public.orders
+      SELECT g, 'r' || (g % 3), g / 100.0, g % 2 = 0, timestamptz '2024-03-01 12:00:00+02' + g * interval '1 second',
+        timestamp '2024-03-01 12:00:00', date '2024-03-01', ARRAY['a', 'b'], jsonb_build_object('g', g), g % 100, g / 8.0
+      FROM generate_series(1, 12345) g`);
+
+    const created = await createMirror('orders', [mapping('public.orders', 'orders')], {
+      syncedAtColName: '_PEERDB_SYNCED_AT',
+      env: { PEERDB_NULLABLE: 'true' },
+    });
+    expect(created).toEqual({ status: 200, body: { workflowId: 'orders-peerflow' } });
+    expect(await statusesUntil('orders', 'STATUS_RUNNING')).toEqual(['STATUS_SETUP', 'STATUS_SNAPSHOT', 'STATUS_RUNNING']);
+
+    expect(await liveCount('orders')).toBe(12345);
+    expect((await mirrorStatus('orders')).body.cdcStatus?.rowsSynced).toBe('12345');
+    expect(await chTable('orders')).toEqual({
+      engine: 'ReplacingMergeTree',
+      sorting_key: 'region, id',
+      engine_full: 'ReplacingMergeTree(_peerdb_version) ORDER BY (region, id) SETTINGS index_granularity = 8192',
+    });
+    expect(await chColumns('orders')).toEqual([
+      ['id', 'Int64'],
+      ['region', 'String'],
+      ['total', 'Nullable(String)'],
+      ['paid', 'Nullable(UInt8)'],
+      ['placed_at', 'Nullable(DateTime)'],
+      ['placed_local', 'Nullable(DateTime)'],
+      ['day', 'Nullable(Date)'],
+      ['tags', 'Nullable(String)'],
+      ['doc', 'Nullable(String)'],
+      ['small', 'Nullable(Int32)'],
+      ['ratio', 'Nullable(Float64)'],
+      ['_peerdb_synced_at', 'DateTime'],
+      ['_peerdb_is_deleted', 'UInt8'],
+      ['_peerdb_version', 'UInt64'],
+    ]);
+    const [row] = await chRows<Record<string, unknown>>(
+      `SELECT * FROM ${backtick(chDatabase)}.orders FINAL WHERE id = 10`,
+    );
+    expect(row).toMatchObject({
+      id: '10',
+      region: 'r1',
+      total: '0.10',
+      paid: 1,
+      placed_at: '2024-03-01 10:00:10',
+      placed_local: '2024-03-01 12:00:00',
+      day: '2024-03-01',
+      tags: '{a,b}',
+      doc: '{"g": 10}',
+      small: 10,
+      ratio: 1.25,
+      _peerdb_is_deleted: 0,
+      _peerdb_version: '1',
+    });
+  });
+
+  it('orders a table without a primary key by tuple(), so that FINAL collapses it to one row as with PeerDB, and uses the slot it is given', async () => {
+    await source.query('CREATE TABLE public.events (at timestamptz, what text)');
+    await source.query(`INSERT INTO public.events SELECT now(), 'event ' || g FROM generate_series(1, 20) g`);
+    await expectOk(createMirror('events', [mapping('public.events', 'events')], { replicationSlotName: 'events_slot' }));
+    await double.waitForStatus('events', 'STATUS_RUNNING');
+    expect((await chTable('events'))?.engine_full).toContain('ORDER BY tuple()');
+    const [all] = await chRows<{ n: string }>(`SELECT count() AS n FROM ${backtick(chDatabase)}.events`);
+    expect(all?.n).toBe('20');
+    expect(await liveCount('events')).toBe(1);
+    expect(double.slotNames()).toContain('events_slot');
+    expect(double.mirrors().find((mirror) => mirror.name === 'events')).toMatchObject({
+      slotName: 'events_slot',
+      publicationName: 'peerflow_pub_events',
+      sourceName: 'pg',
+      destinationName: 'ch',
+    });
+  });
+
+  it('copies tables and columns named with quotes, spaces, backticks, backslashes, dots, unicode and capitals, the source named raw as PeerDB expects', async () => {
+    const schema = 'Sch ema"ü';
+    const table = 'Ta"ble `x` \\ Ä';
+    const q = (name: string) => `"${name.replace(/"/g, '""')}"`;
+    await source.query(`CREATE SCHEMA ${q(schema)}`);
+    await source.query(
+      `CREATE TABLE ${q(schema)}.${q(table)} ("Id" int PRIMARY KEY, "wei""rd col" text, "back\`tick\\slash" int, "ünï" text, "dot.ted" text)`,
+    );
+    await source.query(`INSERT INTO ${q(schema)}.${q(table)} SELECT g, 'w' || g, g, 'ü' || g, 'd' || g FROM generate_series(1, 7) g`);
+    const destination = 'Dest "tab" `le` \\ ü.x';
+
+    await expectOk(createMirror('adversarial_names', [mapping(`${schema}.${table}`, destination)]));
+    await double.waitForStatus('adversarial_names', 'STATUS_RUNNING');
+
+    expect(await liveCount(destination)).toBe(7);
+    expect((await chTable(destination))?.sorting_key).toBe('Id');
+    expect((await chColumns(destination)).map(([name]) => name)).toEqual([
+      'Id',
+      'wei"rd col',
+      'back`tick\\slash',
+      'ünï',
+      'dot.ted',
+      '_peerdb_is_deleted',
+      '_peerdb_version',
+    ]);
+    const [row] = await chRows<Record<string, unknown>>(`SELECT * FROM ${backtick(chDatabase)}.${backtick(destination)} WHERE Id = 3`);
+    expect(row).toMatchObject({ Id: 3, 'wei"rd col': 'w3', 'back`tick\\slash': 3, ünï: 'ü3', 'dot.ted': 'd3' });
+  });
+
+  it('stores NULL as the type default unless the env sets PEERDB_NULLABLE, and adds the synced-at column only when syncedAtColName names it', async () => {
+    await source.query('CREATE TABLE public.nulls (id int PRIMARY KEY, note text, amount int, at timestamptz)');
+    await source.query('INSERT INTO public.nulls VALUES (1, NULL, NULL, NULL)');
+    await expectOk(createMirror('nulls_default', [mapping('public.nulls', 'nulls_default')]));
+    await expectOk(
+      createMirror('nulls_nullable', [mapping('public.nulls', 'nulls_nullable')], {
+        env: { PEERDB_NULLABLE: 'true' },
+        syncedAtColName: '_PEERDB_SYNCED_AT',
+      }),
+    );
+    await double.waitForStatus('nulls_default', 'STATUS_RUNNING');
+    await double.waitForStatus('nulls_nullable', 'STATUS_RUNNING');
+
+    expect(await chColumns('nulls_default')).toEqual([
+      ['id', 'Int32'],
+      ['note', 'String'],
+      ['amount', 'Int32'],
+      ['at', 'DateTime'],
+      ['_peerdb_is_deleted', 'UInt8'],
+      ['_peerdb_version', 'UInt64'],
+    ]);
+    expect(await chRows(`SELECT id, note, amount, at FROM ${backtick(chDatabase)}.nulls_default`)).toEqual([
+      { id: 1, note: '', amount: 0, at: '0000-00-00 00:00:00' },
+    ]);
+    expect(await chColumns('nulls_nullable')).toEqual([
+      ['id', 'Int32'],
+      ['note', 'Nullable(String)'],
+      ['amount', 'Nullable(Int32)'],
+      ['at', 'Nullable(DateTime)'],
+      ['_peerdb_synced_at', 'DateTime'],
+      ['_peerdb_is_deleted', 'UInt8'],
+      ['_peerdb_version', 'UInt64'],
+    ]);
+    const [row] = await chRows<Record<string, unknown>>(`SELECT * FROM ${backtick(chDatabase)}.nulls_nullable`);
+    expect(row).toMatchObject({ id: 1, note: null, amount: null, at: null });
+    expect(row?._peerdb_synced_at).toMatch(/^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d$/);
+  });
+
+  it('refuses what PeerDB cannot name (a dot inside a name, no schema) and takes a quoted identifier literally, with 500 invalid mirror and nothing created', async () => {
+    await source.query('CREATE TABLE public."ta.ble" (id int PRIMARY KEY)');
+    const dotted = await createMirror('dotted', [mapping('public.ta.ble', 'dotted')]);
+    expect(dotted.status).toBe(500);
+    expect(dotted.body).toEqual({
+      code: 13,
+      message:
+        'invalid mirror: rpc error: code = FailedPrecondition desc = failed to validate source connector pg: invalid source table identifier: invalid table name: public.ta.ble',
+      details: [],
+    });
+    expect((await createMirror('no_schema', [mapping('orders', 'no_schema')])).body.message).toContain(
+      'invalid table name: orders',
+    );
+    const quoted = await createMirror('quoted', [mapping('"public"."orders"', 'quoted')]);
+    expect(quoted.status).toBe(500);
+    expect(quoted.body.message).toBe(
+      'invalid mirror: rpc error: code = FailedPrecondition desc = source tables do not exist: "public"."orders"',
+    );
+    for (const name of ['dotted', 'no_schema', 'quoted']) expect((await mirrorStatus(name)).status).toBe(404);
+  });
+
+  it('answers 409 "flow already exists" for a mirror that exists, and the workflow id with attachToExisting', async () => {
+    const table = await sourceTable('duplicate', 2);
+    await expectOk(createMirror('duplicate', [mapping(table, 'duplicate')]));
+    const again = await createMirror('duplicate', [mapping(table, 'duplicate')]);
+    expect(again).toEqual({ status: 409, body: { code: 6, message: 'flow already exists: duplicate', details: [] } });
+    const attached = await call('POST', '/v1/flows/cdc/create', {
+      connectionConfigs: { flowJobName: 'duplicate', sourceName: 'pg', destinationName: 'ch', tableMappings: [] },
+      attachToExisting: true,
+    });
+    expect(attached).toEqual({ status: 200, body: { workflowId: 'duplicate-peerflow' } });
+    expect(double.mirrors().filter((mirror) => mirror.name === 'duplicate')).toHaveLength(1);
+  });
+
+  it('answers an unknown destination or source peer with 500, as PeerDB does', async () => {
+    const noDestination = await call<ErrorJson>('POST', '/v1/flows/cdc/create', {
+      connectionConfigs: { flowJobName: 'no_peer', sourceName: 'pg', destinationName: 'nope', tableMappings: [] },
+    });
+    expect(noDestination).toEqual({
+      status: 500,
+      body: { code: 13, message: 'failed to get destination connector: peers not found: [nope]', details: [] },
+    });
+    const noSource = await call<ErrorJson>('POST', '/v1/flows/cdc/create', {
+      connectionConfigs: { flowJobName: 'no_peer', sourceName: 'nope', destinationName: 'ch', tableMappings: [] },
+    });
+    expect(noSource.status).toBe(500);
+    expect(noSource.body.message).toContain('failed to load source peer nope');
+  });
+
+  it('accepts a mirror name PeerDB cannot use (200), then fails the mirror asynchronously with the reason', async () => {
+    const table = await sourceTable('bad_name', 1);
+    expect(await createMirror('Bad-Name', [mapping(table, 'bad_name')])).toEqual({
+      status: 200,
+      body: { workflowId: 'Bad-Name-peerflow' },
+    });
+    expect((await mirrorStatus('Bad-Name')).body.currentFlowState).toBe('STATUS_SETUP');
+    await double.waitForStatus('Bad-Name', 'STATUS_FAILED');
+    expect(double.mirrors().find((mirror) => mirror.name === 'Bad-Name')?.error).toBe(
+      'invalid flow job name: `Bad-Name`, it should be ^[a-z_][a-z0-9_]*$',
+    );
+    expect(double.slotNames()).not.toContain('peerflow_slot_Bad-Name');
+  });
+
+  it('creates the destination tables empty when doInitialSnapshot is false', async () => {
+    const table = await sourceTable('no_snapshot', 5);
+    await expectOk(createMirror('no_snapshot', [mapping(table, 'no_snapshot')], { doInitialSnapshot: false }));
+    expect(await statusesUntil('no_snapshot', 'STATUS_RUNNING')).toEqual(['STATUS_SETUP', 'STATUS_RUNNING']);
+    expect(await liveCount('no_snapshot')).toBe(0);
+  });
+
+  it('refuses an initial snapshot into a non-empty destination table (500, mirror not created) unless the env allows it', async () => {
+    const table = await sourceTable('non_empty', 4);
+    await expectOk(createMirror('non_empty_first', [mapping(table, 'non_empty')]));
+    await double.waitForStatus('non_empty_first', 'STATUS_RUNNING');
+
+    const refused = await createMirror('non_empty_second', [mapping(table, 'non_empty')]);
+    expect(refused.status).toBe(500);
+    expect(refused.body.message).toBe(
+      'invalid mirror: rpc error: code = FailedPrecondition desc = failed to validate destination connector ch: table non_empty exists and is not empty',
+    );
+    expect((await mirrorStatus('non_empty_second')).status).toBe(404);
+
+    await expectOk(
+      createMirror('non_empty_second', [mapping(table, 'non_empty')], {
+        env: { PEERDB_CLICKHOUSE_INITIAL_LOAD_ALLOW_NON_EMPTY_TABLES: 'true' },
+      }),
+    );
+    await double.waitForStatus('non_empty_second', 'STATUS_RUNNING');
+    expect(await liveCount('non_empty')).toBe(4);
+  });
+});
+
+describe('state changes and status: POST /v1/mirrors/state_change, /v1/mirrors/status', () => {
+  it('answers 404 "flow X not found" for a mirror it does not know', async () => {
+    const notFound = { status: 404, body: { code: 5, message: 'flow ghost not found', details: [] } };
+    expect(await mirrorStatus('ghost')).toEqual(notFound);
+    expect(await stateChange('ghost', 'STATUS_PAUSED')).toEqual(notFound);
+  });
+
+  it('pauses asynchronously (STATUS_PAUSING right after the request, STATUS_PAUSED a transition later) and resumes', async () => {
+    const table = await sourceTable('pausing', 1);
+    await expectOk(createMirror('pausing', [mapping(table, 'pausing')]));
+    await double.waitForStatus('pausing', 'STATUS_RUNNING');
+
+    expect(await stateChange('pausing', 'STATUS_PAUSED')).toEqual({ status: 200, body: {} });
+    expect((await mirrorStatus('pausing')).body.currentFlowState).toBe('STATUS_PAUSING');
+    await double.waitForStatus('pausing', 'STATUS_PAUSED');
+    await expectOk(stateChange('pausing', 'STATUS_PAUSED'));
+    expect((await mirrorStatus('pausing')).body.currentFlowState).toBe('STATUS_PAUSED');
+
+    await expectOk(stateChange('pausing', 'STATUS_RUNNING'));
+    expect((await mirrorStatus('pausing')).body.currentFlowState).toBe('STATUS_RUNNING');
+  });
+
+  it('adds and removes tables of a paused mirror: SNAPSHOT for additions, MODIFYING for removals, then RUNNING; removed tables stay in ClickHouse', async () => {
+    const first = await sourceTable('modify_first', 3);
+    const second = await sourceTable('modify_second', 5);
+    await expectOk(createMirror('modify', [mapping(first, 'modify_first')]));
+    await double.waitForStatus('modify', 'STATUS_RUNNING');
+    await expectOk(stateChange('modify', 'STATUS_PAUSED'));
+    await double.waitForStatus('modify', 'STATUS_PAUSED');
+
+    await expectOk(
+      stateChange('modify', 'STATUS_RUNNING', {
+        additionalTables: [mapping(second, 'modify_second')],
+        removedTables: [mapping(first, 'modify_first')],
+      }),
+    );
+    expect(await statusesUntil('modify', 'STATUS_RUNNING')).toEqual(['STATUS_SNAPSHOT', 'STATUS_MODIFYING', 'STATUS_RUNNING']);
+
+    const status = await mirrorStatus('modify');
+    expect(status.body.cdcStatus?.config.tableMappings.map((m) => m.sourceTableIdentifier)).toEqual([second]);
+    expect(status.body.cdcStatus?.rowsSynced).toBe('8');
+    expect(await liveCount('modify_second')).toBe(5);
+    expect(await liveCount('modify_first')).toBe(3);
+  });
+
+  it('creates added tables without copying their rows when skipInitialSnapshotForTableAdditions is set', async () => {
+    const first = await sourceTable('skip_first', 1);
+    const second = await sourceTable('skip_second', 4);
+    await expectOk(createMirror('skip_snapshot', [mapping(first, 'skip_first')]));
+    await double.waitForStatus('skip_snapshot', 'STATUS_RUNNING');
+    await expectOk(stateChange('skip_snapshot', 'STATUS_PAUSED'));
+    await double.waitForStatus('skip_snapshot', 'STATUS_PAUSED');
+    await expectOk(
+      stateChange('skip_snapshot', 'STATUS_RUNNING', {
+        additionalTables: [mapping(second, 'skip_second')],
+        skipInitialSnapshotForTableAdditions: true,
+      }),
+    );
+    await double.waitForStatus('skip_snapshot', 'STATUS_RUNNING');
+    expect(await liveCount('skip_second')).toBe(0);
+    expect(double.mirrors().find((mirror) => mirror.name === 'skip_snapshot')?.tables).toHaveLength(2);
+  });
+
+  it('does not apply a table change sent while the mirror runs, but keeps it and applies it at the next pause, which then resumes by itself', async () => {
+    const first = await sourceTable('pending_first', 1);
+    const second = await sourceTable('pending_second', 2);
+    await expectOk(createMirror('pending', [mapping(first, 'pending_first')]));
+    await double.waitForStatus('pending', 'STATUS_RUNNING');
+
+    await expectOk(stateChange('pending', 'STATUS_RUNNING', { additionalTables: [mapping(second, 'pending_second')] }));
+    await sleep(4 * TRANSITION_MS);
+    const running = await mirrorStatus('pending');
+    expect(running.body.currentFlowState).toBe('STATUS_RUNNING');
+    expect(running.body.cdcStatus?.config.tableMappings.map((m) => m.sourceTableIdentifier)).toEqual([first]);
+
+    await expectOk(stateChange('pending', 'STATUS_PAUSED'));
+    expect(await statusesUntil('pending', 'STATUS_RUNNING')).toEqual(['STATUS_PAUSING', 'STATUS_SNAPSHOT', 'STATUS_RUNNING']);
+    expect(double.mirrors().find((mirror) => mirror.name === 'pending')?.tables.map((m) => m.sourceTableIdentifier)).toEqual([
+      first,
+      second,
+    ]);
+    expect(await liveCount('pending_second')).toBe(2);
+  });
+
+  it('ignores a table change sent to a failed mirror', async () => {
+    const table = await sourceTable('failed_update', 1);
+    await expectOk(createMirror('Failed-Update', [mapping(table, 'failed_update')]));
+    await double.waitForStatus('Failed-Update', 'STATUS_FAILED');
+    await expectOk(stateChange('Failed-Update', 'STATUS_RUNNING', { removedTables: [mapping(table, 'failed_update')] }));
+    await expectOk(stateChange('Failed-Update', 'STATUS_PAUSED'));
+    await sleep(3 * TRANSITION_MS);
+    expect(double.mirrors().find((mirror) => mirror.name === 'Failed-Update')).toMatchObject({
+      status: 'STATUS_FAILED',
+      tables: [{ sourceTableIdentifier: table }],
+    });
+  });
+
+  it('drops a mirror asynchronously: TERMINATING, then 404; the slot is released, the name free again and the ClickHouse table kept', async () => {
+    const table = await sourceTable('dropped', 6);
+    await expectOk(createMirror('dropped', [mapping(table, 'dropped')]));
+    await double.waitForStatus('dropped', 'STATUS_RUNNING');
+    expect(double.slotNames()).toContain('peerflow_slot_dropped');
+
+    await expectOk(stateChange('dropped', 'STATUS_TERMINATING'));
+    expect((await mirrorStatus('dropped')).body.currentFlowState).toBe('STATUS_TERMINATING');
+    const deadline = Date.now() + 5000;
+    while ((await mirrorStatus('dropped')).status !== 404) {
+      expect(Date.now()).toBeLessThan(deadline);
+      await sleep(5);
+    }
+    expect(double.slotNames()).not.toContain('peerflow_slot_dropped');
+    expect(await liveCount('dropped')).toBe(6);
+    expect((await call<{ names: string[] }>('GET', '/v1/mirrors/names')).body.names).toContain('dropped');
+
+    await expectOk(createMirror('dropped', [mapping(table, 'dropped')], { doInitialSnapshot: false }));
+    await double.waitForStatus('dropped', 'STATUS_RUNNING');
+  });
+
+  it('answers 400 to a state it cannot move to, and 501 to a resync (not modelled), changing nothing', async () => {
+    const table = await sourceTable('illegal', 1);
+    await expectOk(createMirror('illegal', [mapping(table, 'illegal')]));
+    await double.waitForStatus('illegal', 'STATUS_RUNNING');
+    expect(await stateChange('illegal', 'STATUS_SETUP')).toEqual({
+      status: 400,
+      body: { code: 3, message: 'illegal state change requested: STATUS_SETUP, current state is: STATUS_RUNNING', details: [] },
+    });
+    expect((await stateChange('illegal', 'STATUS_BOGUS')).status).toBe(400);
+    expect((await stateChange('illegal', 'STATUS_RESYNC')).status).toBe(501);
+    expect((await mirrorStatus('illegal')).body.currentFlowState).toBe('STATUS_RUNNING');
+  });
+
+  it('includes cdcStatus only when includeFlowInfo is asked for, as PeerDB does', async () => {
+    const table = await sourceTable('flow_info', 1);
+    await expectOk(createMirror('flow_info', [mapping(table, 'flow_info')]));
+    const bare = await expectOk(call<MirrorStatusJson>('POST', '/v1/mirrors/status', { flowJobName: 'flow_info' }));
+    expect(Object.keys(bare).sort()).toEqual(['createdAt', 'currentFlowState', 'flowJobName']);
+  });
+});
+
+describe('JSON encoding', () => {
+  it('names every response field as the contract does, emits default values, and writes 64-bit integers as strings', async () => {
+    const table = await sourceTable('shape', 2);
+    expectContractShape(
+      await expectOk(call('POST', '/v1/peers/create', { peer: { name: 'pg', type: 'POSTGRES', postgresConfig: {} } })),
+      'peerdb_route.CreatePeerResponse',
+    );
+    expectContractShape(await expectOk(createMirror('shape', [mapping(table, 'shape')])), 'peerdb_route.CreateCDCFlowResponse');
+    await double.waitForStatus('shape', 'STATUS_RUNNING');
+    const status = await expectOk(mirrorStatus('shape'));
+    expectContractShape(status, 'peerdb_route.MirrorStatusResponse');
+    expect(status.cdcStatus).toBeDefined();
+    expect(status.cdcStatus?.rowsSynced).toBe('2');
+    expectContractShape(await expectOk(call('GET', '/v1/mirrors/list')), 'peerdb_route.ListMirrorsResponse');
+    expectContractShape(await expectOk(call('GET', '/v1/mirrors/names')), 'peerdb_route.ListMirrorNamesResponse');
+    expectContractShape(await expectOk(stateChange('shape', 'STATUS_PAUSED')), 'peerdb_route.FlowStateChangeResponse');
+  });
+
+  it('lists live mirrors with int64 ids as strings and createdAt in Unix milliseconds, and every mirror name ever created', async () => {
+    const before = Date.now();
+    const table = await sourceTable('listed', 1);
+    await expectOk(createMirror('listed', [mapping(table, 'listed')]));
+    const { mirrors } = await expectOk(call<ListMirrorsJson>('GET', '/v1/mirrors/list'));
+    const listed = mirrors.find((mirror) => mirror.name === 'listed');
+    expect(listed).toMatchObject({ workflowId: 'listed-peerflow', status: 'STATUS_SETUP' });
+    expect(listed?.id).toMatch(/^\d+$/);
+    expect(listed?.createdAt).toBeGreaterThanOrEqual(before);
+    expect(listed?.createdAt).toBeLessThanOrEqual(Date.now());
+    const { names } = await expectOk(call<{ names: string[] }>('GET', '/v1/mirrors/names'));
+    expect(names).toEqual([...names].sort());
+    expect(names).toContain('listed');
+  });
+
+  it('answers an unknown route 404 and a known route asked with another method 501, with grpc-gateway bodies', async () => {
+    expect(await call('GET', '/v1/nothing/here')).toEqual({ status: 404, body: { code: 5, message: 'Not Found', details: [] } });
+    expect(await call('GET', '/v1/mirrors/status')).toEqual({
+      status: 501,
+      body: { code: 12, message: 'Method Not Allowed', details: [] },
+    });
+  });
+});
+
+describe('knobs', () => {
+  it('failNext answers its status to the next requests without side effects', async () => {
+    const table = await sourceTable('fail_next', 1);
+    double.knobs.failNext = { count: 2, status: 500 };
+    const { host, port, user, password } = database.settings;
+    const peer = await call<ErrorJson>('POST', '/v1/peers/create', {
+      peer: { name: 'pg_fail_next', type: 'POSTGRES', postgresConfig: { host, port, user, password, database: database.settings.database } },
+    });
+    expect(peer.status).toBe(500);
+    expect(peer.body).toMatchObject({ code: 13, details: [] });
+    expect((await createMirror('fail_next', [mapping(table, 'fail_next')])).status).toBe(500);
+    expect(double.knobs.failNext).toBeUndefined();
+
+    expect((await mirrorStatus('fail_next')).status).toBe(404);
+    const withPeer = await call<ErrorJson>('POST', '/v1/flows/cdc/create', {
+      connectionConfigs: { flowJobName: 'fail_next', sourceName: 'pg_fail_next', destinationName: 'ch', tableMappings: [] },
+    });
+    expect(withPeer.body.message).toContain('failed to load source peer pg_fail_next');
+  });
+
+  it('failUntil answers 503 UNAVAILABLE until the time passes, and errorRate 1 answers 503 to everything', async () => {
+    double.knobs.failUntil = Date.now() + 150;
+    expect(await call('GET', '/v1/mirrors/names')).toMatchObject({ status: 503, body: { code: 14 } });
+    await sleep(170);
+    expect((await call('GET', '/v1/mirrors/names')).status).toBe(200);
+    double.knobs.errorRate = 1;
+    expect((await call('GET', '/v1/mirrors/names')).status).toBe(503);
+  });
+
+  it('hang accepts requests but never answers them, so a client times out', async () => {
+    double.knobs.hang = true;
+    await expect(fetch(`${double.url}/v1/mirrors/list`, { signal: AbortSignal.timeout(200) })).rejects.toThrow(/timeout/i);
+    expect(double.requests.at(-1)).toMatchObject({ method: 'GET', path: '/v1/mirrors/list', status: undefined });
+    double.knobs.hang = false;
+    expect((await call('GET', '/v1/mirrors/list')).status).toBe(200);
+  });
+
+  it('stuck keeps asynchronous transitions from progressing: a pause stays STATUS_PAUSING until released', async () => {
+    const table = await sourceTable('stuck', 1);
+    await expectOk(createMirror('stuck', [mapping(table, 'stuck')]));
+    await double.waitForStatus('stuck', 'STATUS_RUNNING');
+    double.knobs.stuck = true;
+    await expectOk(stateChange('stuck', 'STATUS_PAUSED'));
+    await sleep(6 * TRANSITION_MS);
+    expect((await mirrorStatus('stuck')).body.currentFlowState).toBe('STATUS_PAUSING');
+    double.knobs.stuck = false;
+    await double.waitForStatus('stuck', 'STATUS_PAUSED');
+  });
+
+  it('latencyMs delays every answer', async () => {
+    double.knobs.latencyMs = 150;
+    const started = Date.now();
+    expect((await call('GET', '/v1/mirrors/names')).status).toBe(200);
+    expect(Date.now() - started).toBeGreaterThanOrEqual(140);
+  });
+
+  it('logs every request in arrival order with its method, path, parsed body and final status', async () => {
+    const from = double.requests.length;
+    await call('POST', '/v1/mirrors/status', { flowJobName: 'ghost' });
+    await call('GET', '/v1/mirrors/names');
+    const malformed = await fetch(`${double.url}/v1/mirrors/status`, { method: 'POST', body: '{not json' });
+    expect(malformed.status).toBe(400);
+    const logged = double.requests.slice(from);
+    expect(logged.map(({ at: _at, ...entry }) => entry)).toEqual([
+      { method: 'POST', path: '/v1/mirrors/status', body: { flowJobName: 'ghost' }, status: 404 },
+      { method: 'GET', path: '/v1/mirrors/names', body: undefined, status: 200 },
+      { method: 'POST', path: '/v1/mirrors/status', body: undefined, status: 400 },
+    ]);
+    const times = logged.map((entry) => entry.at.getTime());
+    expect(times).toEqual([...times].sort((a, b) => a - b));
+  });
+
+  it('close() ends hanging requests and stops the server', async () => {
+    const servers = inject('servers');
+    const other = await startPeerDbDouble({ clickhouse: servers.clickhouse });
+    other.knobs.hang = true;
+    const hanging = fetch(`${other.url}/v1/mirrors/list`).then(
+      () => 'answered',
+      () => 'failed',
+    );
+    while (other.requests.length === 0) await sleep(5);
+    const started = Date.now();
+    await other.close();
+    expect(Date.now() - started).toBeLessThan(1000);
+    expect(await hanging).toBe('failed');
+  });
+});

@@ -1,0 +1,124 @@
+/**
+ * The PeerDB Flow API test double: an HTTP server that answers like PeerDB's flow-api (v0.37, grpc-gateway JSON)
+ * for the routes EchoDB uses, keeps mirrors through PeerDB's asynchronous states, and copies an initial snapshot
+ * of each source table into a PeerDB-shaped ClickHouse table. It does no CDC: rows changed after the snapshot are
+ * not mirrored.
+ */
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { createClient } from '@clickhouse/client';
+import { Delays } from './delays.js';
+import { FlowApi } from './flow-api.js';
+import type { FlowStatus, Peer, TableMapping } from './messages.js';
+import { Mirrors, type Mirror } from './mirrors.js';
+import { createApp, type Knobs, type RequestLogEntry } from './server.js';
+import { SnapshotCopier } from './snapshot.js';
+
+export type { FlowStatus, Knobs, RequestLogEntry, TableMapping };
+
+export interface PeerDbDoubleOptions {
+  /** ClickHouse HTTP interface the double writes destination tables into (the peer's own host/port are recorded but not dialled: real PeerDB speaks the native protocol). */
+  clickhouse: { url: string; user: string; password: string };
+  /** Delay of each asynchronous state transition (pause, modify, drop, setup), default 50 ms. */
+  transitionMs?: number;
+}
+
+export interface MirrorView {
+  name: string;
+  status: FlowStatus;
+  /** The current table mappings, in their JSON shape. */
+  tables: TableMapping[];
+  slotName: string;
+  publicationName: string;
+  sourceName: string;
+  destinationName: string;
+  rowsSynced: number;
+  /** Why the mirror is STATUS_FAILED. */
+  error: string | undefined;
+}
+
+export interface PeerDbDouble {
+  /** http://127.0.0.1:<free port> */
+  url: string;
+  /** Every request in arrival order. */
+  requests: RequestLogEntry[];
+  /** Mutable, read on every request. */
+  knobs: Knobs;
+  /** The mirrors not yet dropped, for assertions. */
+  mirrors(): MirrorView[];
+  /** Replication slot names in use: one per mirror that finished setup and is not dropped. */
+  slotNames(): string[];
+  /** Resolves when the mirror reaches `status`; rejects on timeout, or when it fails while another status is awaited. */
+  waitForStatus(mirror: string, status: FlowStatus, timeoutMs?: number): Promise<void>;
+  /** Stops the server (open and hanging sockets included), all timers and all copies. */
+  close(): Promise<void>;
+}
+
+export async function startPeerDbDouble(options: PeerDbDoubleOptions): Promise<PeerDbDouble> {
+  const knobs: Knobs = { latencyMs: 0, errorRate: 0, failUntil: undefined, failNext: undefined, hang: false, stuck: false };
+  const requests: RequestLogEntry[] = [];
+  const delays = new Delays();
+  const clickhouse = createClient({
+    url: options.clickhouse.url,
+    username: options.clickhouse.user,
+    password: options.clickhouse.password,
+    request_timeout: 30_000,
+  });
+  const peers = new Map<string, Peer>();
+  const mirrors = new Mirrors({
+    peers,
+    copier: new SnapshotCopier(clickhouse),
+    delays,
+    transitionMs: options.transitionMs ?? 50,
+    isStuck: () => knobs.stuck,
+  });
+  const server = http.createServer(createApp({ api: new FlowApi(peers, mirrors, clickhouse), knobs, requests, delays }));
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', resolve);
+  });
+  const { port } = server.address() as AddressInfo;
+
+  return {
+    url: `http://127.0.0.1:${port}`,
+    requests,
+    knobs,
+    mirrors: () => mirrors.list().map(view),
+    slotNames: () => mirrors.list().filter((mirror) => mirror.holdsSlot).map((mirror) => view(mirror).slotName),
+    async waitForStatus(name, status, timeoutMs = 10_000) {
+      const deadline = Date.now() + timeoutMs;
+      for (;;) {
+        const mirror = mirrors.get(name);
+        if (mirror?.status === status) return;
+        if (mirror?.status === 'STATUS_FAILED') throw new Error(`mirror ${name} failed: ${mirror.error}`);
+        if (Date.now() > deadline) {
+          throw new Error(`mirror ${name} is ${mirror?.status ?? 'gone'} after ${timeoutMs} ms, expected ${status}`);
+        }
+        await new Promise((resolve) => setTimeout(resolve, 10));
+      }
+    },
+    async close() {
+      delays.close();
+      const closed = new Promise((resolve) => server.close(resolve));
+      server.closeAllConnections();
+      await mirrors.close();
+      await clickhouse.close();
+      await closed;
+    },
+  };
+}
+
+function view(mirror: Mirror): MirrorView {
+  const { config } = mirror;
+  return {
+    name: mirror.name,
+    status: mirror.status,
+    tables: structuredClone(config.tableMappings),
+    slotName: config.replicationSlotName || `peerflow_slot_${mirror.name}`,
+    publicationName: config.publicationName || `peerflow_pub_${mirror.name}`,
+    sourceName: config.sourceName,
+    destinationName: config.destinationName,
+    rowsSynced: mirror.rowsSynced,
+    error: mirror.error,
+  };
+}
