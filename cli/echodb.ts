@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-import { Command, CommanderError } from 'commander';
+import { Command, CommanderError, InvalidArgumentError } from 'commander';
 import { loadConfig, ConfigError } from '../lib/config.js';
 import { withPostgresClient } from '../lib/postgres.js';
 import { installCapture, uninstallCapture, readMigrations } from '../sql/migrations.js';
@@ -7,6 +7,7 @@ import { runDemo } from './demo.js';
 
 /** Exit codes scripts can rely on. */
 const EXIT = { ok: 0, failure: 1, usage: 2, config: 78 } as const;
+const RUNNABLE_ROLES = ['worker'];
 
 function describeTarget(config: ReturnType<typeof loadConfig>): string {
   const { host, port, database, user } = config.postgres;
@@ -46,6 +47,27 @@ program
   });
 
 program
+  .command('run')
+  .description('run EchoDB\'s long-lived roles until SIGINT or SIGTERM (graceful: work in hand is finished)')
+  .option('--roles <roles>', 'comma-separated roles; available: worker (the Temporal worker: mirror and verify workflows)', 'worker')
+  .action(async (options: { roles: string }) => {
+    const roles = options.roles.split(',').map((role) => role.trim()).filter(Boolean);
+    const unknown = roles.filter((role) => !RUNNABLE_ROLES.includes(role));
+    if (unknown.length > 0 || roles.length === 0) {
+      throw new InvalidArgumentError(`unknown role(s) ${unknown.join(', ') || '(none)'}; available: ${RUNNABLE_ROLES.join(', ')}`);
+    }
+    const config = loadConfig();
+    const { createEchoWorker } = await import('../workers/worker.js');
+    const worker = await createEchoWorker(config);
+    console.log(
+      `run: worker ${config.workerId} on task queue "${config.temporal.taskQueue}" of namespace ` +
+        `"${config.temporal.namespace}" at ${config.temporal.address}`,
+    );
+    await worker.run();
+    console.log('run: stopped');
+  });
+
+program
   .command('demo')
   .description(
     'start a throwaway local PostgreSQL, install the DDL capture, run sample DDL and show each captured event; ' +
@@ -57,7 +79,10 @@ program
 try {
   await program.parseAsync();
 } catch (error) {
-  if (error instanceof CommanderError) {
+  if (error instanceof InvalidArgumentError) {
+    console.error(`echodb: ${error.message}`);
+    process.exitCode = EXIT.usage;
+  } else if (error instanceof CommanderError) {
     process.exitCode = error.exitCode === 0 ? EXIT.ok : EXIT.usage;
   } else if (error instanceof ConfigError) {
     console.error(error.message);

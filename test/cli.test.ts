@@ -18,11 +18,11 @@ describe('echodb CLI', () => {
 
     const first = await runCli(['setup'], env);
     expect(first).toMatchObject({ code: 0, stderr: '' });
-    expect(first.stdout).toMatch(/setup: applied 001_outbox, 002_capture_triggers to database "echodb_test_\w+"/);
+    expect(first.stdout).toMatch(/setup: applied 001_outbox, 002_capture_triggers, 003_mirror_history to database "echodb_test_\w+"/);
 
     const second = await runCli(['setup'], env);
     expect(second.code).toBe(0);
-    expect(second.stdout).toMatch(/is up to date \(2 migrations applied earlier\)/);
+    expect(second.stdout).toMatch(/is up to date \(3 migrations applied earlier\)/);
 
     const db = await database.connect();
     await db.query('CREATE TABLE from_cli_test (id int)');

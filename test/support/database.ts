@@ -11,8 +11,7 @@ export interface TestDatabase {
 }
 
 /** A fresh database on the test PostgreSQL, so that each test file starts from an empty catalog. */
-export async function createTestDatabase(): Promise<TestDatabase> {
-  const server = inject('servers').postgres;
+export async function createTestDatabase(server: PostgresSettings = inject('servers').postgres): Promise<TestDatabase> {
   const name = `echodb_test_${crypto.randomBytes(6).toString('hex')}`;
   const admin = new pg.Client(server);
   await admin.connect();

@@ -1,0 +1,105 @@
+import type { ServerSettings } from '../lib/local-servers/index.js';
+import { namingRules } from '../lib/naming.js';
+import { dispatchDdlEvent } from '../listener/dispatch.js';
+import type { DdlEventRow } from '../sql/ddl-events.js';
+import { startEchoStack } from '../test/support/echo-stack.js';
+import { percentile, round } from './stats.js';
+
+export interface MirrorBenchResult {
+  strategy: 'per-schema' | 'per-table';
+  tables: number;
+  peerdbRequests: Record<string, number>;
+  peerdbRequestsTotal: number;
+  replicationSlotsUsed: number;
+  secondsUntilAllVerified: number;
+  verifiedMatching: number;
+  signalToPeerDbRequestMs: { p50: number; p99: number };
+}
+
+/** The tables a Flow API request puts into a mirror: a create's mappings, or an edit's additional tables. */
+function tablesAddedBy(body: unknown): string[] {
+  const b = body as {
+    connectionConfigs?: { tableMappings?: { sourceTableIdentifier: string }[] };
+    flowConfigUpdate?: { cdcFlowConfigUpdate?: { additionalTables?: { sourceTableIdentifier: string }[] } };
+  };
+  const mappings = b.connectionConfigs?.tableMappings ?? b.flowConfigUpdate?.cdcFlowConfigUpdate?.additionalTables ?? [];
+  return mappings.map((m) => m.sourceTableIdentifier);
+}
+
+/**
+ * `tables` tables created in one transaction (10 rows each), under one strategy: the PeerDB requests EchoDB
+ * issues, the replication slots its mirrors hold, the time from commit until every table is verified, and the
+ * latency from a signal accepted by Temporal to the Flow API request that adds its table.
+ */
+export async function measureMirrorLifecycle(
+  servers: ServerSettings,
+  strategy: MirrorBenchResult['strategy'],
+  tables: number,
+): Promise<MirrorBenchResult> {
+  const stack = await startEchoStack(
+    { MIRROR_STRATEGY: strategy, COALESCE_WINDOW: '1', VERIFY_DELAY: '1', PEERDB_REQUEST_TIMEOUT: '30' },
+    servers,
+  );
+  try {
+    const { sql, schema } = stack;
+    await sql.query('BEGIN');
+    for (let i = 0; i < tables; i++) {
+      await sql.query(`CREATE TABLE ${schema}.t_${i} (id int PRIMARY KEY, payload text)`);
+      await sql.query(`INSERT INTO ${schema}.t_${i} SELECT g, 'row ' || g FROM generate_series(1, 10) g`);
+    }
+    await sql.query('COMMIT');
+    const committedAt = Date.now();
+
+    const { rows } = await sql.query<DdlEventRow>("SELECT * FROM echodb.ddl_events WHERE status = 'pending' ORDER BY id");
+    const signalledAt = new Map<string, number>();
+    const context = {
+      client: stack.temporal,
+      taskQueue: stack.config.temporal.taskQueue,
+      naming: namingRules(stack.config),
+      destinationTemplate: stack.config.mirror.destinationTableTemplate,
+    };
+    for (const row of rows) {
+      for (const { event } of await dispatchDdlEvent(context, row)) signalledAt.set(event.source, Date.now());
+    }
+
+    let slots = 0;
+    let verified = 0;
+    for (;;) {
+      slots = Math.max(slots, stack.peerdb.slotNames().length);
+      const { rows: counts } = await sql.query<{ n: string }>('SELECT count(*) AS n FROM echodb.verifications');
+      verified = Number(counts[0]?.n);
+      if (verified >= tables) break;
+      if (Date.now() - committedAt > 30 * 60_000) throw new Error(`only ${verified} of ${tables} verified after 30 min`);
+      await new Promise((resolve) => setTimeout(resolve, 200));
+    }
+    const secondsUntilAllVerified = (Date.now() - committedAt) / 1000;
+
+    const firstRequestAt = new Map<string, number>();
+    const peerdbRequests: Record<string, number> = {};
+    for (const request of stack.peerdb.requests) {
+      peerdbRequests[request.path] = (peerdbRequests[request.path] ?? 0) + 1;
+      for (const source of tablesAddedBy(request.body)) {
+        if (!firstRequestAt.has(source)) firstRequestAt.set(source, request.at.getTime());
+      }
+    }
+    const latencies = [...signalledAt].flatMap(([source, at]) => {
+      const requested = firstRequestAt.get(source);
+      return requested === undefined ? [] : [requested - at];
+    });
+    const { rows: matching } = await sql.query<{ n: string }>(
+      "SELECT count(*) AS n FROM echodb.verifications WHERE status = 'match'",
+    );
+    return {
+      strategy,
+      tables,
+      peerdbRequests,
+      peerdbRequestsTotal: stack.peerdb.requests.length,
+      replicationSlotsUsed: slots,
+      secondsUntilAllVerified: round(secondsUntilAllVerified, 1),
+      verifiedMatching: Number(matching[0]?.n),
+      signalToPeerDbRequestMs: { p50: round(percentile(latencies, 50), 1), p99: round(percentile(latencies, 99), 1) },
+    };
+  } finally {
+    await stack.close();
+  }
+}

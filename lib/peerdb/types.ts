@@ -1,0 +1,78 @@
+/**
+ * The parts of PeerDB's Flow API (v0.37) that EchoDB uses, with the JSON field names of
+ * shared/reference/peerdb-flow-api.json. PeerDB silently drops fields it does not know: add fields here only
+ * as the contract spells them.
+ */
+
+export type FlowStatus =
+  | 'STATUS_UNKNOWN'
+  | 'STATUS_RUNNING'
+  | 'STATUS_PAUSED'
+  | 'STATUS_PAUSING'
+  | 'STATUS_SETUP'
+  | 'STATUS_SNAPSHOT'
+  | 'STATUS_TERMINATING'
+  | 'STATUS_TERMINATED'
+  | 'STATUS_COMPLETED'
+  | 'STATUS_RESYNC'
+  | 'STATUS_FAILED'
+  | 'STATUS_MODIFYING';
+
+export interface PostgresConfig {
+  host: string;
+  port: number;
+  user: string;
+  password: string;
+  database: string;
+  requireTls?: boolean;
+}
+
+export interface ClickhouseConfig {
+  host: string;
+  port: number;
+  user: string;
+  password: string;
+  database: string;
+  disableTls: boolean;
+}
+
+export type Peer =
+  | { name: string; type: 'POSTGRES'; postgresConfig: PostgresConfig }
+  | { name: string; type: 'CLICKHOUSE'; clickhouseConfig: ClickhouseConfig };
+
+export interface TableMapping {
+  sourceTableIdentifier: string;
+  destinationTableIdentifier: string;
+  exclude?: string[];
+  engine?: 'CH_ENGINE_REPLACING_MERGE_TREE';
+}
+
+export interface FlowConnectionConfigs {
+  flowJobName: string;
+  sourceName: string;
+  destinationName: string;
+  tableMappings: TableMapping[];
+  doInitialSnapshot: boolean;
+  env?: Record<string, string>;
+}
+
+export interface CdcFlowConfigUpdate {
+  additionalTables: TableMapping[];
+  removedTables: TableMapping[];
+}
+
+export interface MirrorStatus {
+  flowJobName: string;
+  currentFlowState: FlowStatus;
+  cdcStatus?: { config?: { tableMappings?: TableMapping[] } };
+}
+
+export interface ListMirrorsItem {
+  id: string;
+  workflowId: string;
+  name: string;
+  sourceName: string;
+  destinationName: string;
+  isCdc: boolean;
+  status: FlowStatus;
+}

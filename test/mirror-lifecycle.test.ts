@@ -1,0 +1,283 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import pg from 'pg';
+import { mirrorWorkflowId } from '../lib/naming.js';
+import { startEchoStack, type EchoStack } from './support/echo-stack.js';
+import { recordingHistories, saveHistory } from './support/histories.js';
+
+const quote = pg.escapeIdentifier;
+
+/** The Flow API requests of one kind the double received, e.g. creates. */
+function requests(stack: EchoStack, path: string, predicate: (body: Record<string, unknown>) => boolean = () => true) {
+  return stack.peerdb.requests.filter(
+    (r) => r.path === path && (r.status ?? 0) < 300 && predicate((r.body ?? {}) as Record<string, unknown>),
+  );
+}
+
+const tableAdditions = (stack: EchoStack) =>
+  requests(stack, '/v1/mirrors/state_change', (body) => JSON.stringify(body).includes('additionalTables'));
+
+/** With ECHODB_RECORD_HISTORIES=1, keeps this run's histories as replay fixtures (test/replay.test.ts). */
+async function recordHistories(stack: EchoStack, name: string, verifiedTable?: string): Promise<void> {
+  if (!recordingHistories) return;
+  const mirror = stack.peerdb.mirrors()[0]?.name ?? `echodb_${stack.schema}`;
+  await saveHistory(stack.temporal, mirrorWorkflowId(mirror), `mirror-${name}`);
+  if (verifiedTable) {
+    const [verification] = await stack.verifications(verifiedTable);
+    if (verification) await saveHistory(stack.temporal, verification.workflow_id, `verify-${name}`);
+  }
+}
+
+async function until<T>(probe: () => Promise<T>, done: (value: T) => boolean, timeoutMs = 20_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await probe();
+    if (done(value)) return value;
+    if (Date.now() > deadline) throw new Error(`condition not met within ${timeoutMs} ms: ${JSON.stringify(value)}`);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
+
+describe('per-schema strategy (the default)', () => {
+  let stack: EchoStack;
+  let mirror: string;
+
+  beforeAll(async () => {
+    stack = await startEchoStack();
+    mirror = `echodb_${stack.schema}`;
+  });
+  afterAll(async () => {
+    await recordHistories(stack, 'per-schema', 'drifting');
+    await stack.close();
+  });
+
+  it('mirrors a created table and verifies it with equal counts', async () => {
+    const { sql, schema } = stack;
+    await sql.query(`CREATE TABLE ${schema}.customers (id bigint PRIMARY KEY, name text)`);
+    await sql.query(`INSERT INTO ${schema}.customers SELECT g, 'c' || g FROM generate_series(1, 250) g`);
+    await stack.dispatchPending();
+
+    const [verification] = await stack.waitForVerification('customers');
+    expect(verification).toMatchObject({
+      mirror,
+      destination: 'customers',
+      status: 'match',
+      postgres_count: '250',
+      clickhouse_count: '250',
+    });
+    expect(await stack.clickhouse.liveCount('customers')).toBe(250);
+    const state = await stack.mirrorState(mirror);
+    expect(state.tables.map((t) => t.table)).toEqual(['customers']);
+    expect(requests(stack, '/v1/flows/cdc/create')).toHaveLength(1);
+  });
+
+  it('coalesces tables created within the window into one edit, on one replication slot', async () => {
+    const { sql, schema } = stack;
+    const editsBefore = tableAdditions(stack).length;
+    await sql.query(`CREATE TABLE ${schema}.invoices (id int PRIMARY KEY)`);
+    await sql.query(`CREATE TABLE ${schema}.payments (id int PRIMARY KEY)`);
+    await stack.dispatchPending();
+
+    await stack.waitForVerification('invoices');
+    await stack.waitForVerification('payments');
+    const edits = tableAdditions(stack).slice(editsBefore);
+    expect(edits).toHaveLength(1);
+    expect(JSON.stringify(edits[0]?.body)).toContain('invoices');
+    expect(JSON.stringify(edits[0]?.body)).toContain('payments');
+    expect(stack.peerdb.slotNames()).toEqual([`peerflow_slot_${mirror}`]);
+  });
+
+  it('applies the same event delivered twice once', async () => {
+    const { sql, schema } = stack;
+    await sql.query(`CREATE TABLE ${schema}.twice (id int PRIMARY KEY)`);
+    const editsBefore = tableAdditions(stack).length;
+    const [event] = (await sql.query("SELECT * FROM echodb.ddl_events WHERE status = 'pending'")).rows as { id: string }[];
+    await stack.dispatchPending();
+    await sql.query("UPDATE echodb.ddl_events SET status = 'pending' WHERE id = $1", [event?.id]);
+    await stack.dispatchPending();
+
+    await stack.waitForVerification('twice');
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+    expect(tableAdditions(stack).slice(editsBefore)).toHaveLength(1);
+    expect(await stack.verifications('twice')).toHaveLength(1);
+  });
+
+  it('takes a dropped table out of its mirror and renames its destination aside', async () => {
+    const { sql, schema } = stack;
+    await sql.query(`DROP TABLE ${schema}.invoices`);
+    await stack.dispatchPending();
+
+    await until(() => stack.mirrorState(mirror), (state) => !state.tables.some((t) => t.table === 'invoices'));
+    const mirrorTables = stack.peerdb.mirrors().find((m) => m.name === mirror)?.tables ?? [];
+    expect(mirrorTables.map((t) => t.sourceTableIdentifier)).not.toContain(`${schema}.invoices`);
+    const tables = await until(() => stack.clickhouse.tables(), (names) => !names.includes('invoices'));
+    expect(tables.filter((name) => /^invoices_dropped_\d{14}$/.test(name))).toHaveLength(1);
+  });
+
+  it('ends create, drop, create of one name with the new table mirrored once, from a fresh snapshot', async () => {
+    const { sql, schema } = stack;
+    await sql.query(`CREATE TABLE ${schema}.phoenix (id int PRIMARY KEY)`);
+    await sql.query(`INSERT INTO ${schema}.phoenix SELECT generate_series(1, 10)`);
+    await sql.query(`DROP TABLE ${schema}.phoenix`);
+    await sql.query(`CREATE TABLE ${schema}.phoenix (id int PRIMARY KEY, note text)`);
+    await sql.query(`INSERT INTO ${schema}.phoenix SELECT generate_series(1, 3)`);
+    await stack.dispatchPending();
+
+    const [verification] = await stack.waitForVerification('phoenix');
+    expect(verification).toMatchObject({ status: 'match', postgres_count: '3', clickhouse_count: '3' });
+    const state = await stack.mirrorState(mirror);
+    expect(state.tables.filter((t) => t.table === 'phoenix')).toHaveLength(1);
+  });
+
+  it('reports a real mismatch with both counts after retrying it', async () => {
+    const { sql, schema } = stack;
+    await sql.query(`CREATE TABLE ${schema}.drifting (id int PRIMARY KEY)`);
+    await sql.query(`INSERT INTO ${schema}.drifting SELECT generate_series(1, 5)`);
+    await stack.dispatchPending();
+    // The double copies snapshots but does no CDC: rows inserted after the snapshot never reach ClickHouse.
+    await until(() => stack.clickhouse.liveCount('drifting').catch(() => -1), (n) => n === 5);
+    await sql.query(`INSERT INTO ${schema}.drifting SELECT generate_series(6, 8)`);
+
+    const [verification] = await stack.waitForVerification('drifting');
+    expect(verification).toMatchObject({
+      status: 'mismatch',
+      postgres_count: '8',
+      clickhouse_count: '5',
+      attempts: 3,
+    });
+  });
+
+  it('mirrors tables with adversarial names end to end', async () => {
+    const { sql, schema } = stack;
+    const names = ['Mixed Case', 'with "quotes"', 'ünïcødé_表', 'select', "it's", 'x'.repeat(63)];
+    for (const name of names) {
+      await sql.query(`CREATE TABLE ${schema}.${quote(name)} (id int PRIMARY KEY)`);
+      await sql.query(`INSERT INTO ${schema}.${quote(name)} VALUES (1), (2)`);
+    }
+    await stack.dispatchPending();
+
+    for (const name of names) {
+      const [verification] = await stack.waitForVerification(name);
+      expect(verification).toMatchObject({ status: 'match', postgres_count: '2', clickhouse_count: '2', destination: name });
+    }
+    expect(await stack.clickhouse.tables()).toEqual(expect.arrayContaining(names));
+  });
+
+  it('leaves out a table whose name PeerDB cannot take (a dot), and mirrors the rest', async () => {
+    const { sql, schema } = stack;
+    await sql.query(`CREATE TABLE ${schema}."dotted.name" (id int PRIMARY KEY)`);
+    await sql.query(`CREATE TABLE ${schema}.after_dotted (id int PRIMARY KEY)`);
+    await stack.dispatchPending();
+
+    await stack.waitForVerification('after_dotted');
+    const state = await stack.mirrorState(mirror);
+    expect(state.tables.map((t) => t.table)).not.toContain('dotted.name');
+    expect(await stack.verifications('dotted.name')).toEqual([]);
+  });
+});
+
+describe('per-table strategy (the original behaviour)', () => {
+  let stack: EchoStack;
+
+  beforeAll(async () => {
+    stack = await startEchoStack({ MIRROR_STRATEGY: 'per-table' });
+  });
+  afterAll(async () => {
+    await recordHistories(stack, 'per-table');
+    await stack.close();
+  });
+
+  it('gives each table its own mirror named <table>_mirror, and drops the mirror with the table', async () => {
+    const { sql, schema } = stack;
+    const table = `orders_${schema.slice(2)}`;
+    await sql.query(`CREATE TABLE ${schema}.${table} (id int PRIMARY KEY)`);
+    await sql.query(`CREATE TABLE ${schema}.${table}_items (id int PRIMARY KEY)`);
+    await stack.dispatchPending();
+
+    await stack.waitForVerification(table);
+    await stack.waitForVerification(`${table}_items`);
+    expect(stack.peerdb.mirrors().map((m) => m.name).sort()).toEqual([`${table}_items_mirror`, `${table}_mirror`]);
+    expect(stack.peerdb.slotNames()).toHaveLength(2);
+
+    await sql.query(`DROP TABLE ${schema}.${table}_items`);
+    await stack.dispatchPending();
+    await until(() => Promise.resolve(stack.peerdb.mirrors().map((m) => m.name)), (names) => names.length === 1);
+    expect(stack.peerdb.mirrors().map((m) => m.name)).toEqual([`${table}_mirror`]);
+  });
+});
+
+describe('when PeerDB misbehaves', () => {
+  let stack: EchoStack;
+  let mirror: string;
+
+  beforeAll(async () => {
+    stack = await startEchoStack();
+    mirror = `echodb_${stack.schema}`;
+  });
+  afterAll(async () => {
+    await recordHistories(stack, 'peerdb-errors', 'patient');
+    await stack.close();
+  });
+
+  it('retries through 503s, opening and then closing the breaker, without duplicating the operation', async () => {
+    const { sql, schema, peerdb } = stack;
+    peerdb.knobs.failUntil = Date.now() + 4000;
+    await sql.query(`CREATE TABLE ${schema}.patient (id int PRIMARY KEY)`);
+    await stack.dispatchPending();
+
+    await stack.worker.waitForLine(/circuit breaker peerdb_api is open/, 10_000);
+    const [verification] = await stack.waitForVerification('patient', 1, 60_000);
+    expect(verification?.status).toBe('match');
+    const transitions = stack.worker.lines.filter((line) => line.startsWith('circuit breaker peerdb_api'));
+    expect(transitions[0]).toBe('circuit breaker peerdb_api is open');
+    expect(transitions.at(-1)).toBe('circuit breaker peerdb_api is closed');
+    expect(requests(stack, '/v1/flows/cdc/create')).toHaveLength(1);
+    const failed = peerdb.requests.filter((r) => r.status === 503).length;
+    expect(failed).toBeGreaterThanOrEqual(3);
+  });
+
+  it('records a 400 as a failed operation without a retry storm', async () => {
+    const { sql, schema, peerdb } = stack;
+    const before = peerdb.requests.length;
+    peerdb.knobs.failNext = { count: 1, status: 400 };
+    await sql.query(`CREATE TABLE ${schema}.rejected (id int PRIMARY KEY)`);
+    await stack.dispatchPending();
+
+    const { rows } = await until(
+      () => sql.query<{ operation: string; result: string; error: string }>(
+        "SELECT operation, result, error FROM echodb.mirror_operations WHERE result = 'failed' AND $1 = ANY(tables)",
+        [`${schema}.rejected`],
+      ),
+      (result) => result.rows.length > 0,
+    );
+    expect(rows[0]).toMatchObject({ operation: 'add_tables', result: 'failed' });
+    expect(rows[0]?.error).toMatch(/PeerDbInvalidRequest/);
+    await new Promise((resolve) => setTimeout(resolve, 1500));
+    const rejectedRequests = peerdb.requests.slice(before).filter((r) => r.status === 400);
+    expect(rejectedRequests).toHaveLength(1);
+    const state = await stack.mirrorState(mirror);
+    expect(state.tables.map((t) => t.table)).not.toContain('rejected');
+  });
+});
+
+describe('verification when ClickHouse cannot be reached', () => {
+  let stack: EchoStack;
+
+  beforeAll(async () => {
+    // EchoDB's own ClickHouse connection points at a closed port; PeerDB (the double) still reaches ClickHouse.
+    stack = await startEchoStack({ CLICKHOUSE_PORT: '1' });
+  });
+  afterAll(async () => {
+    await recordHistories(stack, 'clickhouse-unreachable', 'unreachable');
+    await stack.close();
+  });
+
+  it('records an error with no ClickHouse count, never a count of 0', async () => {
+    const { sql, schema } = stack;
+    await sql.query(`CREATE TABLE ${schema}.unreachable (id int PRIMARY KEY)`);
+    await stack.dispatchPending();
+
+    const [verification] = await stack.waitForVerification('unreachable', 1, 60_000);
+    expect(verification).toMatchObject({ status: 'error', postgres_count: null, clickhouse_count: null });
+    expect(verification?.error).toMatch(/ECONNREFUSED|connect/i);
+  });
+});

@@ -1,0 +1,56 @@
+import crypto from 'node:crypto';
+import { ClickHouseLogLevel, createClient, type ClickHouseClient } from '@clickhouse/client';
+import { inject } from 'vitest';
+import type { ClickHouseSettings } from '../../lib/local-servers/index.js';
+
+export interface TestClickHouse {
+  client: ClickHouseClient;
+  database: string;
+  host: string;
+  port: number;
+  user: string;
+  password: string;
+  /** Live rows of a destination table, as EchoDB counts them. */
+  liveCount(table: string): Promise<number>;
+  tables(): Promise<string[]>;
+  drop(): Promise<void>;
+}
+
+/** A fresh database on the test ClickHouse. */
+export async function createTestClickHouse(
+  { url, user, password }: ClickHouseSettings = inject('servers').clickhouse,
+): Promise<TestClickHouse> {
+  const database = `echodb_test_${crypto.randomBytes(6).toString('hex')}`;
+  // Tests expect some queries to fail (a table not there yet): no error log for each.
+  const client = createClient({ url, username: user, password, log: { level: ClickHouseLogLevel.OFF } });
+  await client.command({ query: `CREATE DATABASE ${database}` });
+  const parsed = new URL(url);
+  const quoted = (name: string) => `\`${name.replace(/\\/g, '\\\\').replace(/`/g, '\\`')}\``;
+  return {
+    client,
+    database,
+    host: parsed.hostname,
+    port: Number(parsed.port),
+    user,
+    password,
+    async liveCount(table) {
+      const result = await client.query({
+        query: `SELECT count() AS n FROM ${database}.${quoted(table)} FINAL WHERE _peerdb_is_deleted = 0`,
+        format: 'JSONEachRow',
+      });
+      const [row] = await result.json<{ n: string }>();
+      return Number(row?.n);
+    },
+    async tables() {
+      const result = await client.query({
+        query: `SELECT name FROM system.tables WHERE database = '${database}' ORDER BY name`,
+        format: 'JSONEachRow',
+      });
+      return (await result.json<{ name: string }>()).map((row) => row.name);
+    },
+    async drop() {
+      await client.command({ query: `DROP DATABASE IF EXISTS ${database}` });
+      await client.close();
+    },
+  };
+}

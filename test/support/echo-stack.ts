@@ -1,0 +1,160 @@
+import crypto from 'node:crypto';
+import { Client, Connection } from '@temporalio/client';
+import type pg from 'pg';
+import { inject } from 'vitest';
+import { loadConfig, type Config } from '../../lib/config.js';
+import type { ServerSettings } from '../../lib/local-servers/index.js';
+import { namingRules } from '../../lib/naming.js';
+import { dispatchDdlEvent, type Dispatched } from '../../listener/dispatch.js';
+import { installCapture } from '../../sql/migrations.js';
+import type { DdlEventRow } from '../../sql/ddl-events.js';
+import { mirrorWorkflowId } from '../../lib/naming.js';
+import type { MirrorView } from '../../workflows/mirror-workflow.js';
+import { startWorkerProcess, type WorkerProcess } from './worker-process.js';
+import { startPeerDbDouble, type PeerDbDouble } from '../peerdb-double/index.js';
+import { createTestClickHouse, type TestClickHouse } from './clickhouse.js';
+import { createTestDatabase, type TestDatabase } from './database.js';
+
+export interface VerificationRow {
+  workflow_id: string;
+  mirror: string;
+  schema_name: string;
+  table_name: string;
+  destination: string;
+  status: 'match' | 'mismatch' | 'error';
+  postgres_count: string | null;
+  clickhouse_count: string | null;
+  attempts: number;
+  error: string | null;
+}
+
+export interface EchoStack {
+  config: Config;
+  database: TestDatabase;
+  sql: pg.Client;
+  /** A schema of its own, so that mirror names (and workflow IDs) never meet another test's. */
+  schema: string;
+  clickhouse: TestClickHouse;
+  peerdb: PeerDbDouble;
+  temporal: Client;
+  /** `echodb run --roles worker` as a child process, as in production. */
+  worker: WorkerProcess;
+  /** Does the listener's job for the events pending in the outbox: dispatches them in id order. */
+  dispatchPending(): Promise<Dispatched[]>;
+  mirrorState(mirror: string): Promise<MirrorView>;
+  verifications(table: string): Promise<VerificationRow[]>;
+  waitForVerification(table: string, count?: number, timeoutMs?: number): Promise<VerificationRow[]>;
+  close(): Promise<void>;
+}
+
+/**
+ * EchoDB's worker against the real PostgreSQL, ClickHouse and Temporal of the test run and a PeerDB Flow API
+ * test double, with short windows and delays so that tests run in seconds.
+ */
+export async function startEchoStack(
+  overrides: Record<string, string> = {},
+  servers: ServerSettings = inject('servers'),
+): Promise<EchoStack> {
+  const suffix = crypto.randomBytes(4).toString('hex');
+  const schema = `s_${suffix}`;
+  const database = await createTestDatabase(servers.postgres);
+  const sql = await database.connect();
+  await installCapture(sql);
+  await sql.query(`CREATE SCHEMA ${schema}`);
+  const clickhouse = await createTestClickHouse(servers.clickhouse);
+  const peerdb = await startPeerDbDouble({ clickhouse: servers.clickhouse, transitionMs: 30 });
+
+  const env: Record<string, string> = {
+      POSTGRES_HOST: database.settings.host,
+      POSTGRES_PORT: String(database.settings.port),
+      POSTGRES_DB: database.settings.database,
+      POSTGRES_USER: database.settings.user,
+      POSTGRES_PASSWORD: database.settings.password,
+      CLICKHOUSE_HOST: clickhouse.host,
+      CLICKHOUSE_PORT: String(clickhouse.port),
+      CLICKHOUSE_DB: clickhouse.database,
+      CLICKHOUSE_USER: clickhouse.user,
+      CLICKHOUSE_PASSWORD: clickhouse.password,
+      PEERDB_API_URL: peerdb.url,
+      PEERDB_REQUEST_TIMEOUT: '2',
+      PEERDB_FAILURE_THRESHOLD: '3',
+      PEERDB_SUCCESS_THRESHOLD: '1',
+      PEERDB_TIMEOUT: '1',
+      SYNC_SCHEMA: schema,
+      COALESCE_WINDOW: '0.3',
+      VERIFY_DELAY: '0.2',
+      VERIFY_INTERVAL: '0.3',
+      VERIFY_ATTEMPTS: '3',
+      TEMPORAL_ADDRESS: servers.temporal.address,
+      TEMPORAL_NAMESPACE: servers.temporal.namespace,
+      TEMPORAL_TASK_QUEUE: `echodb-test-${suffix}`,
+      WORKER_ID: `test-${suffix}`,
+      ...overrides,
+  };
+  const config = loadConfig({ envFile: false, env });
+  const worker = await startWorkerProcess(env);
+  const connection = await Connection.connect({ address: config.temporal.address });
+  const temporal = new Client({ connection, namespace: config.temporal.namespace });
+
+  const verifications = async (table: string): Promise<VerificationRow[]> => {
+    const { rows } = await sql.query<VerificationRow>(
+      'SELECT * FROM echodb.verifications WHERE schema_name = $1 AND table_name = $2 ORDER BY id',
+      [schema, table],
+    );
+    return rows;
+  };
+
+  return {
+    config,
+    database,
+    sql,
+    schema,
+    clickhouse,
+    peerdb,
+    temporal,
+    worker,
+    async dispatchPending() {
+      const { rows } = await sql.query<DdlEventRow>(
+        "SELECT * FROM echodb.ddl_events WHERE status = 'pending' ORDER BY id",
+      );
+      const dispatched: Dispatched[] = [];
+      for (const row of rows) {
+        const sent = await dispatchDdlEvent(
+          {
+            client: temporal,
+            taskQueue: config.temporal.taskQueue,
+            naming: namingRules(config),
+            destinationTemplate: config.mirror.destinationTableTemplate,
+          },
+          row,
+        );
+        await sql.query(
+          "UPDATE echodb.ddl_events SET status = 'dispatched', dispatched_at = now(), workflow_id = $2 WHERE id = $1",
+          [row.id, sent.map((d) => d.workflowId).join(',')],
+        );
+        dispatched.push(...sent);
+      }
+      return dispatched;
+    },
+    mirrorState(mirror) {
+      return temporal.workflow.getHandle(mirrorWorkflowId(mirror)).query<MirrorView>('mirrorState');
+    },
+    verifications,
+    async waitForVerification(table, count = 1, timeoutMs = 30_000) {
+      const deadline = Date.now() + timeoutMs;
+      for (;;) {
+        const rows = await verifications(table);
+        if (rows.length >= count) return rows;
+        if (Date.now() > deadline) throw new Error(`${rows.length} verifications of ${table} after ${timeoutMs} ms`);
+        await new Promise((resolve) => setTimeout(resolve, 100));
+      }
+    },
+    async close() {
+      await worker.stop();
+      await connection.close();
+      await peerdb.close();
+      await clickhouse.drop();
+      await database.drop();
+    },
+  };
+}

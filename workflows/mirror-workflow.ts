@@ -1,0 +1,276 @@
+import {
+  ActivityFailure,
+  ApplicationFailure,
+  ParentClosePolicy,
+  allHandlersFinished,
+  condition,
+  continueAsNew,
+  defineQuery,
+  defineSignal,
+  log,
+  proxyActivities,
+  setHandler,
+  sleep,
+  startChild,
+  upsertSearchAttributes,
+  workflowInfo,
+} from '@temporalio/workflow';
+import { WorkflowExecutionAlreadyStartedError } from '@temporalio/common';
+import type { Activities } from '../activities/index.js';
+import { searchAttributes } from '../lib/search-attributes.js';
+import { verifyWorkflowId } from '../lib/naming.js';
+import type {
+  MirrorCarriedState,
+  MirrorOperation,
+  MirrorTable,
+  MirrorWorkflowInput,
+  TableEvent,
+  TrackedTable,
+} from './model.js';
+import { planChanges } from './plan.js';
+import { verifyTableWorkflow } from './verify-workflow.js';
+
+export const tableEventSignal = defineSignal<[TableEvent]>('tableEvent');
+
+export interface MirrorView {
+  mirror: string;
+  exists: boolean;
+  tables: TrackedTable[];
+  pendingEvents: number;
+}
+export const mirrorStateQuery = defineQuery<MirrorView>('mirrorState');
+
+/** Failures that retrying cannot fix: the workflow records them and moves on. */
+const NON_RETRYABLE = ['PeerDbInvalidRequest', 'MirrorFailed', 'MirrorNotFound'];
+
+const {
+  mirrorSettings,
+  inspectSourceTables,
+  describeMirror,
+  recordMirrorOperation,
+  retireDestinationTable,
+  claimDestinations,
+  releaseDestinations,
+} = proxyActivities<Activities>({
+    startToCloseTimeout: '1 minute',
+    retry: { initialInterval: '1 second', maximumInterval: '1 minute', nonRetryableErrorTypes: NON_RETRYABLE },
+});
+
+/** PeerDB operations wait for the mirror's state; they heartbeat, and retry for as long as PeerDB is away. */
+const { ensurePeers, createMirror, editMirror, dropMirror } = proxyActivities<Activities>({
+  startToCloseTimeout: '2 hours',
+  heartbeatTimeout: '1 minute',
+  retry: { initialInterval: '1 second', maximumInterval: '1 minute', nonRetryableErrorTypes: NON_RETRYABLE },
+});
+
+/** How many event ids the workflow remembers for deduplication. */
+const SEEN_EVENTS_KEPT = 2000;
+/** Continue as new well before Temporal's history limits. */
+const MAX_HISTORY_EVENTS = 5000;
+/** A mirror workflow with no mirror left waits this long for new events before it completes. */
+const IDLE_COMPLETION = '1 minute';
+
+const failureText = (error: unknown): string => {
+  const cause = error instanceof ActivityFailure ? error.cause : error;
+  return cause instanceof Error ? `${cause instanceof ApplicationFailure ? `${cause.type}: ` : ''}${cause.message}` : String(cause);
+};
+
+const isFailureOfType = (error: unknown, type: string): boolean =>
+  error instanceof ActivityFailure && error.cause instanceof ApplicationFailure && error.cause.type === type;
+
+/**
+ * The one workflow that owns one PeerDB mirror. DDL events arrive as signals (signal-with-start on a
+ * deterministic ID); events that arrive within the coalescing window become one edit. Each edit converges the
+ * mirror on what the source catalog says at that moment, so a duplicated or late event does no harm and
+ * create -> drop -> create of one name ends with the new table mirrored once. Edits are serialized by this
+ * single loop. Each added table gets a verify workflow.
+ */
+export async function mirrorWorkflow(input: MirrorWorkflowInput): Promise<void> {
+  const { mirror } = input;
+  const tables = new Map<string, TrackedTable>(input.carried?.tables.map((t) => [t.source, t]));
+  const seen = new Set<string>(input.carried?.seenEventIds);
+  const pending: TableEvent[] = [...(input.carried?.pending ?? [])];
+  let operationSeq = input.carried?.operationSeq ?? 0;
+  let mirrorExists = tables.size > 0;
+
+  setHandler(tableEventSignal, (event) => {
+    if (seen.has(event.eventId)) return;
+    seen.add(event.eventId);
+    if (seen.size > SEEN_EVENTS_KEPT) seen.delete(seen.values().next().value!);
+    pending.push(event);
+  });
+  setHandler(mirrorStateQuery, () => ({
+    mirror,
+    exists: mirrorExists,
+    tables: [...tables.values()],
+    pendingEvents: pending.length,
+  }));
+  upsertSearchAttributes([{ key: searchAttributes.mirror, value: mirror }]);
+
+  const settings = await mirrorSettings();
+  if (input.carried === undefined) {
+    // A first run: PeerDB may hold this mirror already (this workflow's history was lost or terminated).
+    const description = await describeMirror(mirror);
+    mirrorExists = description.exists;
+    for (const table of description.tables) tables.set(table.source, { ...table, relationOid: null });
+  }
+  let peersEnsured = false;
+
+  const record = async (
+    operation: MirrorOperation['operation'],
+    affected: MirrorTable[],
+    eventIds: string[],
+    error?: string,
+  ): Promise<void> => {
+    operationSeq++;
+    const { workflowId, runId } = workflowInfo();
+    await recordMirrorOperation({
+      key: `${runId}:${operationSeq}`,
+      mirror,
+      operation,
+      tables: affected.map((t) => t.source),
+      result: error === undefined ? 'succeeded' : 'failed',
+      ...(error !== undefined && { error }),
+      workflowId,
+      eventIds,
+    });
+    if (error !== undefined) log.warn('mirror operation failed', { mirror, operation, error });
+  };
+
+  /** Takes tables out of the mirror (the whole mirror when none would be left) and retires their destinations. */
+  const removeTables = async (removed: TrackedTable[], eventIds: string[], at: string): Promise<void> => {
+    const wholeMirror = removed.length === tables.size;
+    try {
+      if (wholeMirror) await dropMirror(mirror);
+      else await editMirror(mirror, [], removed);
+    } catch (error) {
+      await record(wholeMirror ? 'drop' : 'remove_tables', removed, eventIds, failureText(error));
+      return;
+    }
+    if (wholeMirror) mirrorExists = false;
+    for (const table of removed) tables.delete(table.source);
+    await record(wholeMirror ? 'drop' : 'remove_tables', removed, eventIds);
+    for (const table of removed) await retireDestinationTable(table.destination, settings.onDrop, at);
+    await releaseDestinations(removed);
+  };
+
+  /** Puts tables into the mirror (creating it when there is none) and starts a verify workflow for each. */
+  const addTables = async (wanted: TrackedTable[], eventIds: string[], eventIdOf: Map<string, string>): Promise<void> => {
+    const { claimed, collisions } = await claimDestinations(mirror, wanted);
+    for (const { table, heldBy } of collisions) {
+      const error = `NameCollision: ClickHouse table ${table.destination} already receives ${heldBy}; ${table.source} is not mirrored`;
+      await record(mirrorExists ? 'add_tables' : 'create', [table], eventIds, error);
+    }
+    const added = wanted.filter((table) => claimed.some((c) => c.source === table.source));
+    if (added.length === 0) return;
+    if (!peersEnsured) {
+      await ensurePeers();
+      peersEnsured = true;
+    }
+    let operation: MirrorOperation['operation'] = mirrorExists ? 'add_tables' : 'create';
+    try {
+      if (mirrorExists) {
+        try {
+          await editMirror(mirror, added, []);
+        } catch (error) {
+          if (!isFailureOfType(error, 'MirrorNotFound')) throw error;
+          // Dropped behind EchoDB's back: start over with the tables it should hold.
+          tables.clear();
+          mirrorExists = false;
+          operation = 'create';
+        }
+      }
+      if (!mirrorExists) {
+        const outcome = await createMirror(mirror, added);
+        // A mirror that already existed (a retried create, a lost history) may lack some of these tables.
+        if (outcome === 'exists') await editMirror(mirror, added, []);
+        mirrorExists = true;
+      }
+    } catch (error) {
+      await record(operation, added, eventIds, failureText(error));
+      await releaseDestinations(added);
+      return;
+    }
+    for (const table of added) tables.set(table.source, table);
+    await record(operation, added, eventIds);
+    for (const table of added) {
+      const eventId = eventIdOf.get(table.source) ?? eventIds[eventIds.length - 1]!;
+      try {
+        await startChild(verifyTableWorkflow, {
+          workflowId: verifyWorkflowId(mirror, table, eventId),
+          args: [{ mirror, table, eventId, settings: settings.verify }],
+          parentClosePolicy: ParentClosePolicy.ABANDON,
+          typedSearchAttributes: [
+            { key: searchAttributes.mirror, value: mirror },
+            { key: searchAttributes.schema, value: table.schema },
+            { key: searchAttributes.tables, value: [`${table.schema}.${table.table}`] },
+            ...eventIdAttribute(eventId),
+          ],
+        });
+      } catch (error) {
+        if (!(error instanceof WorkflowExecutionAlreadyStartedError)) throw error;
+      }
+    }
+  };
+
+  const applyEvents = async (events: TableEvent[]): Promise<void> => {
+    const latest = new Map<string, TableEvent>();
+    for (const event of events) latest.set(event.source, event);
+    const facts = await inspectSourceTables([...latest.values()].map(({ schema, table }) => ({ schema, table })));
+    const plan = planChanges([...latest.values()], facts, tables);
+    const eventIds = events.map((e) => e.eventId);
+    const at = new Date(Date.now()).toISOString();
+    for (const skipped of plan.skipped) log.info('table not mirrored', { mirror, ...skipped });
+    for (const adopted of plan.adopted) tables.set(adopted.source, adopted);
+
+    if (plan.remove.length > 0) await removeTables(plan.remove, eventIds, at);
+    // A re-created table snapshots into a fresh destination: never into the old one, whatever the drop policy.
+    for (const table of plan.add) {
+      if (plan.remove.some((r) => r.source === table.source) && settings.onDrop === 'keep') {
+        await retireDestinationTable(table.destination, 'rename', at);
+      }
+    }
+    if (plan.add.length > 0) {
+      await addTables(plan.add, eventIds, new Map(events.map((e) => [e.source, e.eventId])));
+    }
+
+    const touched = [...plan.add, ...plan.remove].slice(0, 50).map((t) => `${t.schema}.${t.table}`);
+    upsertSearchAttributes([
+      ...(events[0] ? [{ key: searchAttributes.schema, value: events[0].schema }] : []),
+      ...(touched.length > 0 ? [{ key: searchAttributes.tables, value: touched }] : []),
+      ...eventIdAttribute(eventIds[eventIds.length - 1]),
+    ]);
+  };
+
+  for (;;) {
+    const hasWork = () => pending.length > 0;
+    // A workflow that owns a mirror waits for events indefinitely; one without waits a while, then completes.
+    const gotWork = mirrorExists ? (await condition(hasWork), true) : await condition(hasWork, IDLE_COMPLETION);
+    if (!gotWork) {
+      // No mirror and nothing to do: finish. A later event starts a fresh run through signal-with-start.
+      await condition(allHandlersFinished);
+      if (pending.length === 0) return;
+      continue;
+    }
+    if (settings.coalesceWindowMs > 0) await sleep(settings.coalesceWindowMs);
+    await applyEvents(pending.splice(0));
+
+    const info = workflowInfo();
+    if (pending.length === 0 && (info.continueAsNewSuggested || info.historyLength > MAX_HISTORY_EVENTS)) {
+      await condition(allHandlersFinished);
+      const carried: MirrorCarriedState = {
+        tables: [...tables.values()],
+        seenEventIds: [...seen],
+        pending: pending.splice(0),
+        operationSeq,
+      };
+      await continueAsNew<typeof mirrorWorkflow>({ mirror, carried });
+    }
+  }
+}
+
+/** Outbox ids are integers; a rename's halves carry a suffix (`42:from`). */
+function eventIdAttribute(eventId: string | undefined) {
+  const numeric = Number(eventId?.split(':')[0]);
+  return Number.isSafeInteger(numeric) ? [{ key: searchAttributes.eventId, value: numeric }] : [];
+}

@@ -1,0 +1,109 @@
+// The vocabulary shared by the workflows, their activities and the code that starts them. Types only: workflow
+// code may import nothing else from outside the workflow sandbox.
+
+export interface TableRef {
+  schema: string;
+  table: string;
+}
+
+/** A source table as one mirror holds it. */
+export interface MirrorTable extends TableRef {
+  /** The sourceTableIdentifier sent to PeerDB (lib/naming.ts). */
+  source: string;
+  /** The ClickHouse table it lands in. */
+  destination: string;
+}
+
+/**
+ * One DDL event's meaning for one mirror: "look at this table again". The mirror workflow converges the
+ * mirror on what the catalog says then, so duplicates and reordering cannot do harm.
+ */
+export interface TableEvent extends MirrorTable {
+  /** The outbox row's id; a rename gives two table events, `<id>:from` and `<id>:to`. */
+  eventId: string;
+  operation: 'create' | 'drop' | 'rename';
+}
+
+/** A table in the mirror, with the relation it was snapshotted from (null: found in PeerDB, origin unknown). */
+export interface TrackedTable extends MirrorTable {
+  relationOid: number | null;
+}
+
+/** What the mirror workflow carries into its next run when it continues as new. */
+export interface MirrorCarriedState {
+  tables: TrackedTable[];
+  seenEventIds: string[];
+  pending: TableEvent[];
+  operationSeq: number;
+}
+
+export interface MirrorWorkflowInput {
+  mirror: string;
+  carried?: MirrorCarriedState;
+}
+
+export interface MirrorSettings {
+  coalesceWindowMs: number;
+  onDrop: 'keep' | 'rename' | 'drop';
+  verify: VerifySettings;
+}
+
+export interface VerifySettings {
+  delayMs: number;
+  attempts: number;
+  intervalMs: number;
+}
+
+/** What the source catalog says about a table right now. */
+export interface TableFacts extends TableRef {
+  relationOid: number | null;
+  /** Exists and can be mirrored (an ordinary or partitioned table, logged, not a partition or temporary). */
+  mirrorable: boolean;
+  reason?: string;
+}
+
+export interface MirrorDescription {
+  exists: boolean;
+  status: string | null;
+  /** The tables PeerDB has in the mirror. */
+  tables: MirrorTable[];
+}
+
+export interface MirrorOperation {
+  key: string;
+  mirror: string;
+  operation: 'create' | 'add_tables' | 'remove_tables' | 'drop';
+  tables: string[];
+  result: 'succeeded' | 'failed';
+  error?: string;
+  workflowId: string;
+  eventIds: string[];
+}
+
+export interface VerifyTableInput {
+  mirror: string;
+  table: MirrorTable;
+  eventId: string;
+  settings?: VerifySettings;
+}
+
+export interface RowCounts {
+  postgres: number;
+  clickhouse: number;
+}
+
+export interface VerificationResult {
+  workflowId: string;
+  mirror: string;
+  schema: string;
+  table: string;
+  destination: string;
+  status: 'match' | 'mismatch' | 'error';
+  postgresCount: number | null;
+  clickhouseCount: number | null;
+  match: boolean;
+  difference: number | null;
+  attempts: number;
+  error?: string;
+  timestamp: string;
+}

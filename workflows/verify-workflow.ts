@@ -1,0 +1,67 @@
+import { proxyActivities, sleep, upsertSearchAttributes, workflowInfo } from '@temporalio/workflow';
+import type { Activities } from '../activities/index.js';
+import { searchAttributes } from '../lib/search-attributes.js';
+import type { VerificationResult, VerifyTableInput } from './model.js';
+
+const { mirrorSettings, recordVerification } = proxyActivities<Activities>({
+  startToCloseTimeout: '1 minute',
+  retry: { initialInterval: '1 second', maximumInterval: '1 minute' },
+});
+
+/** Counting gives up after a few tries: an unreachable side becomes an error result, not a stuck workflow. */
+const { countRows } = proxyActivities<Activities>({
+  startToCloseTimeout: '5 minutes',
+  retry: { initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '10 seconds', maximumAttempts: 4 },
+});
+
+const errorText = (error: unknown): string =>
+  error instanceof Error ? (error.cause instanceof Error ? error.cause.message : error.message) : String(error);
+
+/**
+ * Verifies one mirrored table: waits, compares PostgreSQL's count(*) with ClickHouse's live count, retries a
+ * mismatch on timers, stores the result in echodb.verifications and returns it.
+ */
+export async function verifyTableWorkflow(input: VerifyTableInput): Promise<VerificationResult> {
+  const { table } = input;
+  upsertSearchAttributes([
+    { key: searchAttributes.mirror, value: input.mirror },
+    { key: searchAttributes.schema, value: table.schema },
+    { key: searchAttributes.tables, value: [`${table.schema}.${table.table}`] },
+  ]);
+  const settings = input.settings ?? (await mirrorSettings()).verify;
+  await sleep(settings.delayMs);
+
+  let attempts = 0;
+  let counts: { postgres: number; clickhouse: number } | undefined;
+  let error: string | undefined;
+  while (attempts < settings.attempts) {
+    attempts++;
+    try {
+      counts = await countRows(table);
+    } catch (failure) {
+      counts = undefined;
+      error = errorText(failure);
+      break;
+    }
+    if (counts.postgres === counts.clickhouse || attempts === settings.attempts) break;
+    await sleep(settings.intervalMs);
+  }
+
+  const result: VerificationResult = {
+    workflowId: workflowInfo().workflowId,
+    mirror: input.mirror,
+    schema: table.schema,
+    table: table.table,
+    destination: table.destination,
+    status: counts === undefined ? 'error' : counts.postgres === counts.clickhouse ? 'match' : 'mismatch',
+    postgresCount: counts?.postgres ?? null,
+    clickhouseCount: counts?.clickhouse ?? null,
+    match: counts !== undefined && counts.postgres === counts.clickhouse,
+    difference: counts === undefined ? null : counts.postgres - counts.clickhouse,
+    attempts,
+    ...(error !== undefined && { error }),
+    timestamp: new Date(Date.now()).toISOString(),
+  };
+  await recordVerification(result);
+  return result;
+}
