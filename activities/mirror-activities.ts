@@ -49,6 +49,7 @@ export function createMirrorActivities({ config, postgres, postgresBreaker, clic
         coalesceWindowMs: config.mirror.coalesceWindowMs,
         onDrop: config.mirror.destinationOnDrop,
         verify: { ...config.verify },
+        retry: { ...config.retry },
       });
     },
 

@@ -21,6 +21,7 @@ import { searchAttributes } from '../lib/search-attributes.js';
 import { verifyWorkflowId } from '../lib/naming.js';
 import type {
   MirrorCarriedState,
+  MirrorSettings,
   MirrorOperation,
   MirrorTable,
   MirrorWorkflowInput,
@@ -54,13 +55,6 @@ const {
 } = proxyActivities<Activities>({
     startToCloseTimeout: '1 minute',
     retry: { initialInterval: '1 second', maximumInterval: '1 minute', nonRetryableErrorTypes: NON_RETRYABLE },
-});
-
-/** PeerDB operations wait for the mirror's state; they heartbeat, and retry for as long as PeerDB is away. */
-const { ensurePeers, createMirror, editMirror, dropMirror } = proxyActivities<Activities>({
-  startToCloseTimeout: '2 hours',
-  heartbeatTimeout: '1 minute',
-  retry: { initialInterval: '1 second', maximumInterval: '1 minute', nonRetryableErrorTypes: NON_RETRYABLE },
 });
 
 /** How many event ids the workflow remembers for deduplication. */
@@ -107,7 +101,14 @@ export async function mirrorWorkflow(input: MirrorWorkflowInput): Promise<void> 
   }));
   upsertSearchAttributes([{ key: searchAttributes.mirror, value: mirror }]);
 
-  const settings = await mirrorSettings();
+  const settings = withDefaults(await mirrorSettings());
+  // PeerDB operations wait for the mirror's state; they heartbeat, and retry (from RETRY_BACKOFF on, backing off
+  // to a minute) for as long as PeerDB is away: a mirror edit is never abandoned because PeerDB was down.
+  const { ensurePeers, createMirror, editMirror, dropMirror } = proxyActivities<Activities>({
+    startToCloseTimeout: '2 hours',
+    heartbeatTimeout: '1 minute',
+    retry: { initialInterval: settings.retry.backoffMs, maximumInterval: '1 minute', nonRetryableErrorTypes: NON_RETRYABLE },
+  });
   if (input.carried === undefined) {
     // A first run: PeerDB may hold this mirror already (this workflow's history was lost or terminated).
     const description = await describeMirror(mirror);
@@ -198,7 +199,7 @@ export async function mirrorWorkflow(input: MirrorWorkflowInput): Promise<void> 
       try {
         await startChild(verifyTableWorkflow, {
           workflowId: verifyWorkflowId(mirror, table, eventId),
-          args: [{ mirror, table, eventId, settings: settings.verify }],
+          args: [{ mirror, table, eventId, settings: settings.verify, retry: settings.retry }],
           parentClosePolicy: ParentClosePolicy.ABANDON,
           typedSearchAttributes: [
             { key: searchAttributes.mirror, value: mirror },
@@ -268,6 +269,15 @@ export async function mirrorWorkflow(input: MirrorWorkflowInput): Promise<void> 
     }
   }
 }
+
+/**
+ * Settings as an older worker returned them lack fields added since; a replayed history must still work, so
+ * missing ones take the values those workers used.
+ */
+function withDefaults(settings: MirrorSettings): MirrorSettings {
+  return { ...settings, retry: settings.retry ?? LEGACY_RETRY };
+}
+const LEGACY_RETRY = { maxRetries: 3, backoffMs: 1000 };
 
 /** Outbox ids are integers; a rename's halves carry a suffix (`42:from`). */
 function eventIdAttribute(eventId: string | undefined) {

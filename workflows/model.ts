@@ -46,6 +46,13 @@ export interface MirrorSettings {
   coalesceWindowMs: number;
   onDrop: 'keep' | 'rename' | 'drop';
   verify: VerifySettings;
+  retry: RetrySettings;
+}
+
+/** MAX_RETRIES and RETRY_BACKOFF: retries of a failed step after its first attempt, and the first wait. */
+export interface RetrySettings {
+  maxRetries: number;
+  backoffMs: number;
 }
 
 export interface VerifySettings {
@@ -84,7 +91,9 @@ export interface VerifyTableInput {
   mirror: string;
   table: MirrorTable;
   eventId: string;
+  /** Given by the mirror workflow; a verify started on its own reads them from the worker's configuration. */
   settings?: VerifySettings;
+  retry?: RetrySettings;
 }
 
 export interface RowCounts {

@@ -8,11 +8,9 @@ const { mirrorSettings, recordVerification } = proxyActivities<Activities>({
   retry: { initialInterval: '1 second', maximumInterval: '1 minute' },
 });
 
-/** Counting gives up after a few tries: an unreachable side becomes an error result, not a stuck workflow. */
-const { countRows } = proxyActivities<Activities>({
-  startToCloseTimeout: '5 minutes',
-  retry: { initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '10 seconds', maximumAttempts: 4 },
-});
+
+/** What workers used before RETRY_BACKOFF and MAX_RETRIES reached verification (keeps old histories replayable). */
+const LEGACY_RETRY = { maxRetries: 3, backoffMs: 1000 };
 
 const errorText = (error: unknown): string =>
   error instanceof Error ? (error.cause instanceof Error ? error.cause.message : error.message) : String(error);
@@ -28,7 +26,14 @@ export async function verifyTableWorkflow(input: VerifyTableInput): Promise<Veri
     { key: searchAttributes.schema, value: table.schema },
     { key: searchAttributes.tables, value: [`${table.schema}.${table.table}`] },
   ]);
-  const settings = input.settings ?? (await mirrorSettings()).verify;
+  const configured = input.settings === undefined ? await mirrorSettings() : undefined;
+  const settings = input.settings ?? configured!.verify;
+  const retry = input.retry ?? configured?.retry ?? LEGACY_RETRY;
+  // Counting gives up after MAX_RETRIES: an unreachable side becomes an error result, not a stuck workflow.
+  const { countRows } = proxyActivities<Activities>({
+    startToCloseTimeout: '5 minutes',
+    retry: { initialInterval: retry.backoffMs, backoffCoefficient: 2, maximumAttempts: retry.maxRetries + 1 },
+  });
   await sleep(settings.delayMs);
 
   let attempts = 0;

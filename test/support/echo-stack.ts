@@ -85,6 +85,7 @@ export async function startEchoStack(
       VERIFY_DELAY: '0.2',
       VERIFY_INTERVAL: '0.3',
       VERIFY_ATTEMPTS: '3',
+      RETRY_BACKOFF: '0.5',
       TEMPORAL_ADDRESS: servers.temporal.address,
       TEMPORAL_NAMESPACE: servers.temporal.namespace,
       TEMPORAL_TASK_QUEUE: `echodb-test-${suffix}`,
