@@ -162,6 +162,41 @@ describe('per-schema strategy (the default)', () => {
     expect(await stack.clickhouse.tables()).toEqual(expect.arrayContaining(names));
   });
 
+  it('refuses, before creating anything, a second source table that would land in the same ClickHouse table', async () => {
+    const { sql, schema } = stack;
+    const other = `${schema}_b`;
+    await sql.query(`CREATE SCHEMA ${other}`);
+    await sql.query(`CREATE TABLE ${other}.customers (id int PRIMARY KEY)`);
+    const createsBefore = requests(stack, '/v1/flows/cdc/create').length;
+    await stack.dispatchPending();
+
+    const { rows } = await until(
+      () => sql.query<{ mirror: string; error: string }>(
+        "SELECT mirror, error FROM echodb.mirror_operations WHERE result = 'failed' AND $1 = ANY(tables)",
+        [`${other}.customers`],
+      ),
+      (result) => result.rows.length > 0,
+    );
+    expect(rows[0]?.mirror).toBe(`echodb_${other}`);
+    expect(rows[0]?.error).toContain(`NameCollision: ClickHouse table customers already receives ${schema}.customers`);
+    expect(requests(stack, '/v1/flows/cdc/create')).toHaveLength(createsBefore);
+    expect(await stack.clickhouse.liveCount('customers')).toBe(250);
+  });
+
+  it('lets the Temporal UI find the workflows of a mirror and of a table by search attribute', async () => {
+    const { temporal, schema } = stack;
+    const list = async (query: string) => {
+      const ids: string[] = [];
+      for await (const execution of temporal.workflow.list({ query })) ids.push(execution.workflowId);
+      return ids;
+    };
+    const ofMirror = await until(() => list(`EchoDbMirror = '${mirror}'`), (ids) => ids.length > 1);
+    expect(ofMirror).toContain(`echodb-mirror:${mirror}`);
+    expect(ofMirror.filter((id) => id.startsWith(`echodb-verify:${mirror}:`)).length).toBeGreaterThan(1);
+    const ofTable = await list(`EchoDbTables = '${schema}.customers'`);
+    expect(ofTable).toEqual([expect.stringMatching(new RegExp(`^echodb-verify:${mirror}:\\d+:${schema}\\.customers$`))]);
+  });
+
   it('leaves out a table whose name PeerDB cannot take (a dot), and mirrors the rest', async () => {
     const { sql, schema } = stack;
     await sql.query(`CREATE TABLE ${schema}."dotted.name" (id int PRIMARY KEY)`);
