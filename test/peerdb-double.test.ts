@@ -16,7 +16,7 @@ interface ContractField {
   oneof?: string;
 }
 const contract = JSON.parse(
-  fs.readFileSync(new URL('../../shared/reference/peerdb-flow-api.json', import.meta.url), 'utf8'),
+  fs.readFileSync(new URL('./peerdb-double/peerdb-flow-api.json', import.meta.url), 'utf8'),
 ) as { messages: Record<string, Record<string, ContractField> | 'well-known'>; enums: Record<string, string[]> };
 
 interface ErrorJson {
