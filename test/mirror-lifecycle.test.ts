@@ -208,6 +208,18 @@ describe('per-schema strategy (the default)', () => {
     expect(state.tables.map((t) => t.table)).not.toContain('dotted.name');
     expect(await stack.verifications('dotted.name')).toEqual([]);
   });
+
+  it('continues as new when Temporal suggests it, carrying its tables into the next run', async () => {
+    // The test server suggests continue-as-new after 150 events (lib/local-servers/temporal.ts).
+    const runs: { status: string }[] = [];
+    for await (const execution of stack.temporal.workflow.list({ query: `WorkflowId = 'echodb-mirror:${mirror}'` })) {
+      runs.push({ status: execution.status.name });
+    }
+    expect(runs.filter((run) => run.status === 'CONTINUED_AS_NEW').length).toBeGreaterThan(0);
+    const state = await stack.mirrorState(mirror);
+    expect(state.tables.map((t) => t.table)).toEqual(expect.arrayContaining(['customers', 'payments', 'twice', 'phoenix']));
+    expect(state.exists).toBe(true);
+  });
 });
 
 describe('per-table strategy (the original behaviour)', () => {

@@ -23,7 +23,10 @@ export async function startTemporal(dir: string): Promise<{ settings: TemporalSe
     command: temporalBinary(),
     args: ['server', 'start-dev', '--headless', '--ip', '127.0.0.1', '--port', String(port),
       '--http-port', String(httpPort), '--metrics-port', String(metricsPort),
-      '--db-filename', path.join(dir, 'temporal.db'), '--log-level', 'warn', ...searchAttributes],
+      '--db-filename', path.join(dir, 'temporal.db'), '--log-level', 'warn', ...searchAttributes,
+      // Long-lived workflows are asked to continue as new after 150 events instead of 4 Ki, so that the tests
+      // exercise that path (a server in production suggests it at its own limit).
+      '--dynamic-config-value', 'limit.historyCount.suggestContinueAsNew=150'],
     logFile: path.join(dir, 'temporal.log'),
   });
   const settings: TemporalSettings = { address: `127.0.0.1:${port}`, namespace: 'default' };
