@@ -27,6 +27,23 @@ async function recordHistories(stack: EchoStack, name: string, verifiedTable?: s
   }
 }
 
+/** One EchoDB stack for the enclosing describe block: started before its tests, closed (histories kept) after. */
+function withEchoStack(
+  options: { history: string; verifiedTable?: string; overrides?: Record<string, string> },
+  use: (stack: EchoStack) => void,
+): void {
+  let stack: EchoStack | undefined;
+  beforeAll(async () => {
+    stack = await startEchoStack(options.overrides);
+    use(stack);
+  });
+  afterAll(async () => {
+    if (!stack) return;
+    await recordHistories(stack, options.history, options.verifiedTable);
+    await stack.close();
+  });
+}
+
 async function until<T>(probe: () => Promise<T>, done: (value: T) => boolean, timeoutMs = 20_000): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
@@ -41,13 +58,9 @@ describe('per-schema strategy (the default)', () => {
   let stack: EchoStack;
   let mirror: string;
 
-  beforeAll(async () => {
-    stack = await startEchoStack();
-    mirror = `echodb_${stack.schema}`;
-  });
-  afterAll(async () => {
-    await recordHistories(stack, 'per-schema', 'drifting');
-    await stack.close();
+  withEchoStack({ history: 'per-schema', verifiedTable: 'drifting' }, (started) => {
+    stack = started;
+    mirror = `echodb_${started.schema}`;
   });
 
   it('mirrors a created table and verifies it with equal counts', async () => {
@@ -225,13 +238,7 @@ describe('per-schema strategy (the default)', () => {
 describe('per-table strategy (the original behaviour)', () => {
   let stack: EchoStack;
 
-  beforeAll(async () => {
-    stack = await startEchoStack({ MIRROR_STRATEGY: 'per-table' });
-  });
-  afterAll(async () => {
-    await recordHistories(stack, 'per-table');
-    await stack.close();
-  });
+  withEchoStack({ history: 'per-table', overrides: { MIRROR_STRATEGY: 'per-table' } }, (started) => (stack = started));
 
   it('gives each table its own mirror named <table>_mirror, and drops the mirror with the table', async () => {
     const { sql, schema } = stack;
@@ -256,13 +263,9 @@ describe('when PeerDB misbehaves', () => {
   let stack: EchoStack;
   let mirror: string;
 
-  beforeAll(async () => {
-    stack = await startEchoStack();
-    mirror = `echodb_${stack.schema}`;
-  });
-  afterAll(async () => {
-    await recordHistories(stack, 'peerdb-errors', 'patient');
-    await stack.close();
+  withEchoStack({ history: 'peerdb-errors', verifiedTable: 'patient' }, (started) => {
+    stack = started;
+    mirror = `echodb_${started.schema}`;
   });
 
   it('retries through 503s, opening and then closing the breaker, without duplicating the operation', async () => {
@@ -309,14 +312,11 @@ describe('when PeerDB misbehaves', () => {
 describe('verification when ClickHouse cannot be reached', () => {
   let stack: EchoStack;
 
-  beforeAll(async () => {
-    // EchoDB's own ClickHouse connection points at a closed port; PeerDB (the double) still reaches ClickHouse.
-    stack = await startEchoStack({ CLICKHOUSE_PORT: '1' });
-  });
-  afterAll(async () => {
-    await recordHistories(stack, 'clickhouse-unreachable', 'unreachable');
-    await stack.close();
-  });
+  // EchoDB's own ClickHouse connection points at a closed port; PeerDB (the double) still reaches ClickHouse.
+  withEchoStack(
+    { history: 'clickhouse-unreachable', verifiedTable: 'unreachable', overrides: { CLICKHOUSE_PORT: '1' } },
+    (started) => (stack = started),
+  );
 
   it('records an error with no ClickHouse count, never a count of 0', async () => {
     const { sql, schema } = stack;
@@ -327,4 +327,40 @@ describe('verification when ClickHouse cannot be reached', () => {
     expect(verification).toMatchObject({ status: 'error', postgres_count: null, clickhouse_count: null });
     expect(verification?.error).toMatch(/ECONNREFUSED|connect/i);
   });
+});
+
+describe('DESTINATION_ON_DROP', () => {
+  for (const policy of ['keep', 'drop'] as const) {
+    describe(policy, () => {
+      let stack: EchoStack;
+      withEchoStack({ history: `on-drop-${policy}`, overrides: { DESTINATION_ON_DROP: policy } }, (started) => (stack = started));
+
+      it(`${policy === 'keep' ? 'keeps' : 'drops'} the ClickHouse table of a dropped table, and a re-created table snapshots afresh`, async () => {
+        const { sql, schema } = stack;
+        await sql.query(`CREATE TABLE ${schema}.ledger (id int PRIMARY KEY)`);
+        await sql.query(`INSERT INTO ${schema}.ledger SELECT generate_series(1, 4)`);
+        await sql.query(`CREATE TABLE ${schema}.other (id int PRIMARY KEY)`);
+        await stack.dispatchPending();
+        await stack.waitForVerification('ledger');
+
+        await sql.query(`DROP TABLE ${schema}.ledger`);
+        await stack.dispatchPending();
+        const afterDrop = await until(
+          () => stack.mirrorState(`echodb_${schema}`),
+          (state) => !state.tables.some((t) => t.table === 'ledger'),
+        );
+        expect(afterDrop.tables.map((t) => t.table)).toEqual(['other']);
+        if (policy === 'keep') expect(await stack.clickhouse.liveCount('ledger')).toBe(4);
+        else await until(() => stack.clickhouse.tables(), (names) => !names.includes('ledger'));
+
+        await sql.query(`CREATE TABLE ${schema}.ledger (id int PRIMARY KEY)`);
+        await sql.query(`INSERT INTO ${schema}.ledger SELECT generate_series(1, 2)`);
+        await stack.dispatchPending();
+        const [, second] = await stack.waitForVerification('ledger', 2);
+        expect(second).toMatchObject({ status: 'match', postgres_count: '2', clickhouse_count: '2' });
+        const aside = (await stack.clickhouse.tables()).filter((name) => name.startsWith('ledger_dropped_'));
+        expect(aside).toHaveLength(policy === 'keep' ? 1 : 0);
+      });
+    });
+  }
 });

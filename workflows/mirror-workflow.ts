@@ -225,11 +225,10 @@ export async function mirrorWorkflow(input: MirrorWorkflowInput): Promise<void> 
     for (const adopted of plan.adopted) tables.set(adopted.source, adopted);
 
     if (plan.remove.length > 0) await removeTables(plan.remove, eventIds, at);
-    // A re-created table snapshots into a fresh destination: never into the old one, whatever the drop policy.
-    for (const table of plan.add) {
-      if (plan.remove.some((r) => r.source === table.source) && settings.onDrop === 'keep') {
-        await retireDestinationTable(table.destination, 'rename', at);
-      }
+    // PeerDB snapshots only into an empty table. Under `keep`, a dropped table's data is still in place when a
+    // table of that name comes back: move it aside then (a no-op when there is nothing there).
+    if (settings.onDrop === 'keep') {
+      for (const table of plan.add) await retireDestinationTable(table.destination, 'rename', at);
     }
     if (plan.add.length > 0) {
       await addTables(plan.add, eventIds, new Map(events.map((e) => [e.source, e.eventId])));
