@@ -4,7 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { execFileSync, spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { describe, expect, inject, it } from 'vitest';
+import { afterAll, describe, expect, inject, it } from 'vitest';
 import pg from 'pg';
 import { Redis } from 'ioredis';
 import { Connection } from '@temporalio/client';
@@ -159,6 +159,7 @@ describe('cleaning up', () => {
 describe('a missing binary', () => {
   const empty = fs.mkdtempSync(path.join(os.tmpdir(), 'echodb-empty-'));
   const nothing: BinarySearch = { path: empty, systemDirs: [], postgresRoot: empty, python: 'no-such-python' };
+  afterAll(() => fs.rmSync(empty, { recursive: true, force: true }));
 
   it.each([
     ['PostgreSQL', () => postgresBinDir(nothing), 'apt-get install postgresql'],
