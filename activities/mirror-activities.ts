@@ -12,6 +12,7 @@ import type {
   TableRef,
 } from '../workflows/model.js';
 import type { ActivityDependencies } from './index.js';
+import { sourceQueries } from './source-database.js';
 import { withBreakerAwareRetries } from './temporal-errors.js';
 
 /** How often a waiting activity asks PeerDB for the mirror's state (and heartbeats). */
@@ -27,7 +28,10 @@ const toMapping = (table: MirrorTable): TableMapping => ({
 const mappingsOf = (status: MirrorStatus): TableMapping[] => status.cdcStatus?.config?.tableMappings ?? [];
 const sourcesOf = (status: MirrorStatus): string[] => mappingsOf(status).map((m) => m.sourceTableIdentifier);
 
-export function createMirrorActivities({ config, postgres, postgresBreaker, clickhouse, peerdb }: ActivityDependencies) {
+export function createMirrorActivities(deps: ActivityDependencies) {
+  const { config, clickhouse, peerdb } = deps;
+  const querySource = sourceQueries(deps);
+
   /** Polls the mirror until `done` says so; fails on STATUS_FAILED. Heartbeats, so cancellation reaches it. */
   async function waitForMirror(mirror: string, what: string, done: (status: MirrorStatus | null) => boolean) {
     for (;;) {
@@ -85,17 +89,13 @@ export function createMirrorActivities({ config, postgres, postgresBreaker, clic
 
     /** What the source catalog says about these tables now. */
     async inspectSourceTables(tables: TableRef[]): Promise<TableFacts[]> {
-      const { rows } = await withBreakerAwareRetries(() =>
-        postgresBreaker.execute(() =>
-          postgres.query<{ i: number; relation_oid: string | null; relkind: string | null; relpersistence: string | null; relispartition: boolean | null }>(
-            `SELECT t.i, c.oid::int8 AS relation_oid, c.relkind, c.relpersistence, c.relispartition
-             FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS t(schema_name, table_name, i)
-             LEFT JOIN pg_namespace n ON n.nspname = t.schema_name
-             LEFT JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = t.table_name
-             ORDER BY t.i`,
-            [tables.map((t) => t.schema), tables.map((t) => t.table)],
-          ),
-        ),
+      const { rows } = await querySource<{ i: number; relation_oid: string | null; relkind: string | null; relpersistence: string | null; relispartition: boolean | null }>(
+        `SELECT t.i, c.oid::int8 AS relation_oid, c.relkind, c.relpersistence, c.relispartition
+         FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS t(schema_name, table_name, i)
+         LEFT JOIN pg_namespace n ON n.nspname = t.schema_name
+         LEFT JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = t.table_name
+         ORDER BY t.i`,
+        [tables.map((t) => t.schema), tables.map((t) => t.table)],
       );
       return tables.map((table, index) => {
         const row = rows[index];
@@ -219,21 +219,17 @@ export function createMirrorActivities({ config, postgres, postgresBreaker, clic
      * collision: that table is returned apart and must not be added.
      */
     async claimDestinations(mirror: string, tables: MirrorTable[]): Promise<{ claimed: MirrorTable[]; collisions: { table: MirrorTable; heldBy: string }[] }> {
-      const { rows } = await withBreakerAwareRetries(() =>
-        postgresBreaker.execute(() =>
-          postgres.query<{ destination: string; source: string }>(
-            `WITH wanted AS (SELECT * FROM unnest($1::text[], $2::text[]) AS w(destination, source)),
-                  inserted AS (
-                    INSERT INTO echodb.destination_claims (destination, source, mirror)
-                    SELECT destination, source, $3 FROM wanted
-                    ON CONFLICT (destination) DO NOTHING
-                    RETURNING destination, source)
-             SELECT destination, source FROM inserted
-             UNION ALL
-             SELECT c.destination, c.source FROM echodb.destination_claims c JOIN wanted USING (destination)`,
-            [tables.map((t) => t.destination), tables.map((t) => t.source), mirror],
-          ),
-        ),
+      const { rows } = await querySource<{ destination: string; source: string }>(
+        `WITH wanted AS (SELECT * FROM unnest($1::text[], $2::text[]) AS w(destination, source)),
+              inserted AS (
+                INSERT INTO echodb.destination_claims (destination, source, mirror)
+                SELECT destination, source, $3 FROM wanted
+                ON CONFLICT (destination) DO NOTHING
+                RETURNING destination, source)
+         SELECT destination, source FROM inserted
+         UNION ALL
+         SELECT c.destination, c.source FROM echodb.destination_claims c JOIN wanted USING (destination)`,
+        [tables.map((t) => t.destination), tables.map((t) => t.source), mirror],
       );
       const holder = new Map(rows.map((row) => [row.destination, row.source]));
       const claimed = tables.filter((t) => holder.get(t.destination) === t.source);
@@ -245,39 +241,31 @@ export function createMirrorActivities({ config, postgres, postgresBreaker, clic
 
     /** Gives up the claims of tables that left their mirror. */
     async releaseDestinations(tables: MirrorTable[]): Promise<void> {
-      await withBreakerAwareRetries(() =>
-        postgresBreaker.execute(() =>
-          postgres.query(
-            `DELETE FROM echodb.destination_claims c
-             USING unnest($1::text[], $2::text[]) AS r(destination, source)
-             WHERE c.destination = r.destination AND c.source = r.source`,
-            [tables.map((t) => t.destination), tables.map((t) => t.source)],
-          ),
-        ),
+      await querySource(
+        `DELETE FROM echodb.destination_claims c
+         USING unnest($1::text[], $2::text[]) AS r(destination, source)
+         WHERE c.destination = r.destination AND c.source = r.source`,
+        [tables.map((t) => t.destination), tables.map((t) => t.source)],
       );
     },
 
     /** Records what a mirror workflow did (or gave up on), once per operation key. */
     async recordMirrorOperation(operation: MirrorOperation): Promise<void> {
-      await withBreakerAwareRetries(() =>
-        postgresBreaker.execute(() =>
-          postgres.query(
-            `INSERT INTO echodb.mirror_operations
-               (operation_key, mirror, operation, tables, result, error, workflow_id, event_ids)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8::bigint[])
-             ON CONFLICT (operation_key) DO NOTHING`,
-            [
-              operation.key,
-              operation.mirror,
-              operation.operation,
-              operation.tables,
-              operation.result,
-              operation.error ?? null,
-              operation.workflowId,
-              operation.eventIds.map((id) => id.split(':')[0]),
-            ],
-          ),
-        ),
+      await querySource(
+        `INSERT INTO echodb.mirror_operations
+           (operation_key, mirror, operation, tables, result, error, workflow_id, event_ids)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8::bigint[])
+         ON CONFLICT (operation_key) DO NOTHING`,
+        [
+          operation.key,
+          operation.mirror,
+          operation.operation,
+          operation.tables,
+          operation.result,
+          operation.error ?? null,
+          operation.workflowId,
+          operation.eventIds.map((id) => id.split(':')[0]),
+        ],
       );
     },
   };

@@ -3,9 +3,13 @@ import pg from 'pg';
 import { qualifiedTable } from '../lib/clickhouse-sql.js';
 import type { MirrorTable, RowCounts, VerificationResult } from '../workflows/model.js';
 import type { ActivityDependencies } from './index.js';
+import { sourceQueries } from './source-database.js';
 import { withBreakerAwareRetries } from './temporal-errors.js';
 
-export function createVerifyActivities({ config, postgres, postgresBreaker, clickhouse }: ActivityDependencies) {
+export function createVerifyActivities(deps: ActivityDependencies) {
+  const { config, postgres, postgresBreaker, clickhouse } = deps;
+  const querySource = sourceQueries(deps);
+
   return {
     /**
      * Counts the table on both sides: PostgreSQL's count(*) and ClickHouse's live rows (FINAL, not deleted).
@@ -39,29 +43,25 @@ export function createVerifyActivities({ config, postgres, postgresBreaker, clic
     async recordVerification(result: VerificationResult): Promise<void> {
       const { workflowExecution } = Context.current().info;
       if (!workflowExecution) throw new Error('recordVerification runs only inside a verify workflow');
-      await withBreakerAwareRetries(() =>
-        postgresBreaker.execute(() =>
-          postgres.query(
-            `INSERT INTO echodb.verifications
-               (workflow_id, run_id, mirror, schema_name, table_name, destination, status,
-                postgres_count, clickhouse_count, attempts, error)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
-             ON CONFLICT (workflow_id, run_id) DO NOTHING`,
-            [
-              workflowExecution.workflowId,
-              workflowExecution.runId,
-              result.mirror,
-              result.schema,
-              result.table,
-              result.destination,
-              result.status,
-              result.postgresCount,
-              result.clickhouseCount,
-              result.attempts,
-              result.error ?? null,
-            ],
-          ),
-        ),
+      await querySource(
+        `INSERT INTO echodb.verifications
+           (workflow_id, run_id, mirror, schema_name, table_name, destination, status,
+            postgres_count, clickhouse_count, attempts, error)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+         ON CONFLICT (workflow_id, run_id) DO NOTHING`,
+        [
+          workflowExecution.workflowId,
+          workflowExecution.runId,
+          result.mirror,
+          result.schema,
+          result.table,
+          result.destination,
+          result.status,
+          result.postgresCount,
+          result.clickhouseCount,
+          result.attempts,
+          result.error ?? null,
+        ],
       );
     },
   };

@@ -14,6 +14,15 @@ export const searchAttributes = {
   eventId: defineSearchAttributeKey('EchoDbEventId', SearchAttributeType.INT),
 };
 
+/** The attributes that tie a workflow to one table of one mirror. */
+export function tableSearchAttributes(mirror: string, table: { schema: string; table: string }) {
+  return [
+    { key: searchAttributes.mirror, value: mirror },
+    { key: searchAttributes.schema, value: table.schema },
+    { key: searchAttributes.tables, value: [`${table.schema}.${table.table}`] },
+  ];
+}
+
 const cliTypeNames: Record<SearchAttributeType, string> = {
   TEXT: 'Text',
   KEYWORD: 'Keyword',

@@ -6,7 +6,7 @@ import {
   sourceTableIdentifier,
   type NamingRules,
 } from '../lib/naming.js';
-import { searchAttributes } from '../lib/search-attributes.js';
+import { searchAttributes, tableSearchAttributes } from '../lib/search-attributes.js';
 import type { DdlEventRow } from '../sql/ddl-events.js';
 import type { MirrorWorkflowInput, TableEvent, TableRef } from '../workflows/model.js';
 
@@ -63,9 +63,7 @@ export async function dispatchDdlEvent(ctx: DispatchContext, event: EventFields)
       signal: 'tableEvent',
       signalArgs: [tableEvent],
       typedSearchAttributes: [
-        { key: searchAttributes.mirror, value: mirror },
-        { key: searchAttributes.schema, value: tableEvent.schema },
-        { key: searchAttributes.tables, value: [`${tableEvent.schema}.${tableEvent.table}`] },
+        ...tableSearchAttributes(mirror, tableEvent),
         { key: searchAttributes.eventId, value: Number(event.id) },
       ],
       memo: { startedByEvent: tableEvent.eventId },

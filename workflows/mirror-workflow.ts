@@ -17,7 +17,7 @@ import {
 } from '@temporalio/workflow';
 import { WorkflowExecutionAlreadyStartedError } from '@temporalio/common';
 import type { Activities } from '../activities/index.js';
-import { searchAttributes } from '../lib/search-attributes.js';
+import { searchAttributes, tableSearchAttributes } from '../lib/search-attributes.js';
 import { verifyWorkflowId } from '../lib/naming.js';
 import type {
   MirrorCarriedState,
@@ -156,7 +156,12 @@ export async function mirrorWorkflow(input: MirrorWorkflowInput): Promise<void> 
   };
 
   /** Puts tables into the mirror (creating it when there is none) and starts a verify workflow for each. */
-  const addTables = async (wanted: TrackedTable[], eventIds: string[], eventIdOf: Map<string, string>): Promise<void> => {
+  const addTables = async (
+    wanted: TrackedTable[],
+    eventIds: string[],
+    eventIdOf: Map<string, string>,
+    at: string,
+  ): Promise<void> => {
     const { claimed, collisions } = await claimDestinations(mirror, wanted);
     for (const { table, heldBy } of collisions) {
       const error = `NameCollision: ClickHouse table ${table.destination} already receives ${heldBy}; ${table.source} is not mirrored`;
@@ -164,6 +169,12 @@ export async function mirrorWorkflow(input: MirrorWorkflowInput): Promise<void> 
     }
     const added = wanted.filter((table) => claimed.some((c) => c.source === table.source));
     if (added.length === 0) return;
+    // PeerDB snapshots only into an empty table. Under `keep`, a dropped table's data is still in place when a
+    // table of that name comes back: move it aside now that the destination is this table's (a no-op when
+    // there is nothing there).
+    if (settings.onDrop === 'keep') {
+      for (const table of added) await retireDestinationTable(table.destination, 'rename', at);
+    }
     if (!peersEnsured) {
       await ensurePeers();
       peersEnsured = true;
@@ -201,12 +212,7 @@ export async function mirrorWorkflow(input: MirrorWorkflowInput): Promise<void> 
           workflowId: verifyWorkflowId(mirror, table, eventId),
           args: [{ mirror, table, eventId, settings: settings.verify, retry: settings.retry }],
           parentClosePolicy: ParentClosePolicy.ABANDON,
-          typedSearchAttributes: [
-            { key: searchAttributes.mirror, value: mirror },
-            { key: searchAttributes.schema, value: table.schema },
-            { key: searchAttributes.tables, value: [`${table.schema}.${table.table}`] },
-            ...eventIdAttribute(eventId),
-          ],
+          typedSearchAttributes: [...tableSearchAttributes(mirror, table), ...eventIdAttribute(eventId)],
         });
       } catch (error) {
         if (!(error instanceof WorkflowExecutionAlreadyStartedError)) throw error;
@@ -225,13 +231,8 @@ export async function mirrorWorkflow(input: MirrorWorkflowInput): Promise<void> 
     for (const adopted of plan.adopted) tables.set(adopted.source, adopted);
 
     if (plan.remove.length > 0) await removeTables(plan.remove, eventIds, at);
-    // PeerDB snapshots only into an empty table. Under `keep`, a dropped table's data is still in place when a
-    // table of that name comes back: move it aside then (a no-op when there is nothing there).
-    if (settings.onDrop === 'keep') {
-      for (const table of plan.add) await retireDestinationTable(table.destination, 'rename', at);
-    }
     if (plan.add.length > 0) {
-      await addTables(plan.add, eventIds, new Map(events.map((e) => [e.source, e.eventId])));
+      await addTables(plan.add, eventIds, new Map(events.map((e) => [e.source, e.eventId])), at);
     }
 
     const touched = [...plan.add, ...plan.remove].slice(0, 50).map((t) => `${t.schema}.${t.table}`);

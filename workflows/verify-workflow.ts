@@ -1,6 +1,6 @@
 import { proxyActivities, sleep, upsertSearchAttributes, workflowInfo } from '@temporalio/workflow';
 import type { Activities } from '../activities/index.js';
-import { searchAttributes } from '../lib/search-attributes.js';
+import { tableSearchAttributes } from '../lib/search-attributes.js';
 import type { VerificationResult, VerifyTableInput } from './model.js';
 
 const { mirrorSettings, recordVerification } = proxyActivities<Activities>({
@@ -21,11 +21,8 @@ const errorText = (error: unknown): string =>
  */
 export async function verifyTableWorkflow(input: VerifyTableInput): Promise<VerificationResult> {
   const { table } = input;
-  upsertSearchAttributes([
-    { key: searchAttributes.mirror, value: input.mirror },
-    { key: searchAttributes.schema, value: table.schema },
-    { key: searchAttributes.tables, value: [`${table.schema}.${table.table}`] },
-  ]);
+  // Already set when the mirror workflow started it; a verify started on its own needs them too.
+  upsertSearchAttributes(tableSearchAttributes(input.mirror, table));
   const configured = input.settings === undefined ? await mirrorSettings() : undefined;
   const settings = input.settings ?? configured!.verify;
   const retry = input.retry ?? configured?.retry ?? LEGACY_RETRY;
