@@ -1,9 +1,11 @@
 import type { ClickHouseClient } from '@clickhouse/client';
+import type { Client } from '@temporalio/client';
 import type pg from 'pg';
 import type { Config } from '../lib/config.js';
 import type { CircuitBreaker } from '../lib/circuit-breaker.js';
 import type { PeerDbClient } from '../lib/peerdb/client.js';
 import { createMirrorActivities } from './mirror-activities.js';
+import { createReconcileActivities } from './reconcile-activities.js';
 import { createVerifyActivities } from './verify-activities.js';
 
 export interface ActivityDependencies {
@@ -13,11 +15,13 @@ export interface ActivityDependencies {
   postgresBreaker: CircuitBreaker;
   clickhouse: ClickHouseClient;
   peerdb: PeerDbClient;
+  /** For signal-with-start to mirror workflows (reconcile). */
+  temporal: Client;
 }
 
 /** Every activity EchoDB's workflows call, bound to their dependencies. */
 export function createActivities(deps: ActivityDependencies) {
-  return { ...createMirrorActivities(deps), ...createVerifyActivities(deps) };
+  return { ...createMirrorActivities(deps), ...createVerifyActivities(deps), ...createReconcileActivities(deps) };
 }
 
 export type Activities = ReturnType<typeof createActivities>;

@@ -264,7 +264,8 @@ export function createMirrorActivities(deps: ActivityDependencies) {
           operation.result,
           operation.error ?? null,
           operation.workflowId,
-          operation.eventIds.map((id) => id.split(':')[0]),
+          // Outbox ids only: reconcile's synthetic events (`reconcile:<run>:<n>`) have no row.
+          operation.eventIds.map((id) => id.split(':')[0]).filter((id) => /^\d+$/.test(id ?? '')),
         ],
       );
     },

@@ -1,8 +1,10 @@
 import type { ServerSettings } from '../lib/local-servers/index.js';
 import { namingRules } from '../lib/naming.js';
-import { dispatchDdlEvent } from '../listener/dispatch.js';
+import { dispatchRows } from '../listener/dispatch.js';
+import { tableFilter } from '../lib/table-filter.js';
 import type { DdlEventRow } from '../sql/ddl-events.js';
 import { startEchoStack } from '../test/support/echo-stack.js';
+import { tablesAddedBy } from '../test/peerdb-double/index.js';
 import { percentile, round } from './stats.js';
 
 export interface MirrorBenchResult {
@@ -14,16 +16,6 @@ export interface MirrorBenchResult {
   secondsUntilAllVerified: number;
   verifiedMatching: number;
   signalToPeerDbRequestMs: { p50: number; p99: number };
-}
-
-/** The tables a Flow API request puts into a mirror: a create's mappings, or an edit's additional tables. */
-function tablesAddedBy(body: unknown): string[] {
-  const b = body as {
-    connectionConfigs?: { tableMappings?: { sourceTableIdentifier: string }[] };
-    flowConfigUpdate?: { cdcFlowConfigUpdate?: { additionalTables?: { sourceTableIdentifier: string }[] } };
-  };
-  const mappings = b.connectionConfigs?.tableMappings ?? b.flowConfigUpdate?.cdcFlowConfigUpdate?.additionalTables ?? [];
-  return mappings.map((m) => m.sourceTableIdentifier);
 }
 
 /**
@@ -58,8 +50,11 @@ export async function measureMirrorLifecycle(
       naming: namingRules(stack.config),
       destinationTemplate: stack.config.mirror.destinationTableTemplate,
     };
-    for (const row of rows) {
-      for (const { event } of await dispatchDdlEvent(context, row)) signalledAt.set(event.source, Date.now());
+    // As the listener does: batches of OUTBOX_BATCH_SIZE, one signal per mirror per batch.
+    for (let start = 0; start < rows.length; start += stack.config.outbox.batchSize) {
+      const batch = rows.slice(start, start + stack.config.outbox.batchSize);
+      await dispatchRows(context, batch, tableFilter(stack.config.sync));
+      for (const row of batch) signalledAt.set(`${row.schema_name}.${row.table_name}`, Date.now());
     }
 
     let slots = 0;
@@ -78,7 +73,7 @@ export async function measureMirrorLifecycle(
     const peerdbRequests: Record<string, number> = {};
     for (const request of stack.peerdb.requests) {
       peerdbRequests[request.path] = (peerdbRequests[request.path] ?? 0) + 1;
-      for (const source of tablesAddedBy(request.body)) {
+      for (const source of tablesAddedBy(request)) {
         if (!firstRequestAt.has(source)) firstRequestAt.set(source, request.at.getTime());
       }
     }

@@ -4,10 +4,12 @@ import { loadConfig, ConfigError } from '../lib/config.js';
 import { withPostgresClient } from '../lib/postgres.js';
 import { installCapture, uninstallCapture, readMigrations } from '../sql/migrations.js';
 import { runDemo } from './demo.js';
+import { ROLES, runRoles, type Role } from './run.js';
+import { reconcile } from '../listener/reconcile.js';
+import { Client, Connection } from '@temporalio/client';
 
 /** Exit codes scripts can rely on. */
 const EXIT = { ok: 0, failure: 1, usage: 2, config: 78 } as const;
-const RUNNABLE_ROLES = ['worker'];
 
 function describeTarget(config: ReturnType<typeof loadConfig>): string {
   const { host, port, database, user } = config.postgres;
@@ -48,23 +50,46 @@ program
 
 program
   .command('run')
-  .description('run EchoDB\'s long-lived roles until SIGINT or SIGTERM (graceful: work in hand is finished)')
-  .option('--roles <roles>', 'comma-separated roles; available: worker (the Temporal worker: mirror and verify workflows)', 'worker')
+  .description("run EchoDB's long-lived roles until SIGINT or SIGTERM (graceful: work in hand is finished)")
+  .option(
+    '--roles <roles>',
+    `comma-separated roles: ${Object.entries(ROLES).map(([role, what]) => `${role} (${what})`).join('; ')}`,
+    Object.keys(ROLES).join(','),
+  )
   .action(async (options: { roles: string }) => {
     const roles = options.roles.split(',').map((role) => role.trim()).filter(Boolean);
-    const unknown = roles.filter((role) => !RUNNABLE_ROLES.includes(role));
+    const unknown = roles.filter((role) => !(role in ROLES));
     if (unknown.length > 0 || roles.length === 0) {
-      throw new InvalidArgumentError(`unknown role(s) ${unknown.join(', ') || '(none)'}; available: ${RUNNABLE_ROLES.join(', ')}`);
+      throw new InvalidArgumentError(`unknown role(s) ${unknown.join(', ') || '(none)'}; available: ${Object.keys(ROLES).join(', ')}`);
     }
-    const config = loadConfig();
-    const { createEchoWorker } = await import('../workers/worker.js');
-    const worker = await createEchoWorker(config);
-    console.log(
-      `run: worker ${config.workerId} on task queue "${config.temporal.taskQueue}" of namespace ` +
-        `"${config.temporal.namespace}" at ${config.temporal.address}`,
-    );
-    await worker.run();
+    await runRoles(loadConfig(), roles as Role[]);
     console.log('run: stopped');
+  });
+
+program
+  .command('reconcile')
+  .description(
+    'compare the watched schemas with the mirrors and send the mirror workflows the events that repair the ' +
+      'difference (tables created before setup or while the triggers were off, mirrored tables that are gone); ' +
+      'needs a running worker',
+  )
+  .action(async () => {
+    const config = loadConfig();
+    const connection = await Connection.connect({ address: config.temporal.address });
+    try {
+      const client = new Client({ connection, namespace: config.temporal.namespace });
+      const report = await reconcile(client, config.temporal.taskQueue);
+      const lines = [
+        ...report.added.map(({ mirror, table }) => `  add    ${table} to ${mirror}`),
+        ...report.removed.map(({ mirror, table }) => `  remove ${table} from ${mirror}`),
+        ...report.unwatched.map(({ table, reason }) => `  leave  ${table} in its mirror: ${reason}`),
+        ...report.skipped.map(({ table, reason }) => `  skip   ${table}: ${reason}`),
+      ];
+      console.log(`reconcile: ${report.added.length} to add, ${report.removed.length} to remove`);
+      if (lines.length > 0) console.log(lines.join('\n'));
+    } finally {
+      await connection.close();
+    }
   });
 
 program

@@ -178,6 +178,8 @@ const variables = z
     WORKER_ID: z.string().default(() => `${hostname()}-${process.pid}`),
     LEADER_ELECTION_TTL: positiveSeconds(30),
     LEADER_ELECTION_INTERVAL: positiveSeconds(10),
+    OUTBOX_POLL_INTERVAL: positiveSeconds(5),
+    OUTBOX_BATCH_SIZE: integer(100, 'a batch size', 1, 1000),
 
     PEERDB_FAILURE_THRESHOLD: positiveInt(5),
     PEERDB_SUCCESS_THRESHOLD: positiveInt(2),
@@ -278,6 +280,8 @@ function toConfig(env: Variables) {
     },
     workerId: env.WORKER_ID,
     leaderElection: { ttlMs: env.LEADER_ELECTION_TTL, intervalMs: env.LEADER_ELECTION_INTERVAL },
+    /** NOTIFY wakes the listener; the poll is the safety net for a notification that never came. */
+    outbox: { pollIntervalMs: env.OUTBOX_POLL_INTERVAL, batchSize: env.OUTBOX_BATCH_SIZE },
     circuitBreaker: {
       peerdb: {
         failureThreshold: env.PEERDB_FAILURE_THRESHOLD,

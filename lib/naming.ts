@@ -124,6 +124,13 @@ export function mirrorWorkflowId(mirror: string): string {
   return `echodb-mirror:${mirror}`;
 }
 
+/**
+ * One reconcile at a time per deployment (its task queue): a second request while one runs joins it.
+ */
+export function reconcileWorkflowId(taskQueue: string): string {
+  return `echodb-reconcile:${taskQueue}`;
+}
+
 export function verifyWorkflowId(mirror: string, table: TableName, eventId: string): string {
   return `echodb-verify:${mirror}:${eventId}:${qualifiedName(table)}`;
 }

@@ -12,6 +12,12 @@ export interface DdlEventRow {
   created_at: Date;
   status: 'pending' | 'dispatched' | 'skipped' | 'failed';
   dispatched_at: Date | null;
+  /** Comma-separated when a rename concerned two mirrors. */
   workflow_id: string | null;
+  /** The last dispatch failure, while the row stays pending. */
   error: string | null;
+  /** WORKER_ID of the leader that dispatched or skipped the row (sql/004_listener.sql). */
+  handled_by: string | null;
+  skip_reason: string | null;
+  failed_attempts: number;
 }

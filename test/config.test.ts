@@ -42,6 +42,7 @@ const defaults: Config = {
   },
   workerId: `${hostname()}-${process.pid}`,
   leaderElection: { ttlMs: 30_000, intervalMs: 10_000 },
+  outbox: { pollIntervalMs: 5_000, batchSize: 100 },
   circuitBreaker: {
     peerdb: { failureThreshold: 5, successThreshold: 2, timeoutMs: 60_000 },
     postgres: { failureThreshold: 3, successThreshold: 1, timeoutMs: 30_000 },
@@ -93,6 +94,8 @@ const fullEnv = {
   WORKER_ID: 'echodb-7',
   LEADER_ELECTION_TTL: '15',
   LEADER_ELECTION_INTERVAL: '5',
+  OUTBOX_POLL_INTERVAL: '2.5',
+  OUTBOX_BATCH_SIZE: '250',
   PEERDB_FAILURE_THRESHOLD: '7',
   PEERDB_SUCCESS_THRESHOLD: '3',
   PEERDB_TIMEOUT: '90',
@@ -186,6 +189,7 @@ describe('loadConfig', () => {
       },
       workerId: 'echodb-7',
       leaderElection: { ttlMs: 15_000, intervalMs: 5_000 },
+      outbox: { pollIntervalMs: 2_500, batchSize: 250 },
       circuitBreaker: {
         peerdb: { failureThreshold: 7, successThreshold: 3, timeoutMs: 90_000 },
         postgres: { failureThreshold: 4, successThreshold: 2, timeoutMs: 45_000 },

@@ -2,6 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import pg from 'pg';
 import { mirrorWorkflowId } from '../lib/naming.js';
 import { startEchoStack, type EchoStack } from './support/echo-stack.js';
+import { until } from './support/until.js';
 import { recordingHistories, saveHistory } from './support/histories.js';
 
 const quote = pg.escapeIdentifier;
@@ -29,7 +30,7 @@ async function recordHistories(stack: EchoStack, name: string, verifiedTable?: s
 
 /** One EchoDB stack for the enclosing describe block: started before its tests, closed (histories kept) after. */
 function withEchoStack(
-  options: { history: string; verifiedTable?: string; overrides?: Record<string, string> },
+  options: { history: string; verifiedTable?: string; overrides?: Parameters<typeof startEchoStack>[0] },
   use: (stack: EchoStack) => void,
 ): void {
   let stack: EchoStack | undefined;
@@ -44,21 +45,13 @@ function withEchoStack(
   });
 }
 
-async function until<T>(probe: () => Promise<T>, done: (value: T) => boolean, timeoutMs = 20_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (done(value)) return value;
-    if (Date.now() > deadline) throw new Error(`condition not met within ${timeoutMs} ms: ${JSON.stringify(value)}`);
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
-}
-
 describe('per-schema strategy (the default)', () => {
   let stack: EchoStack;
   let mirror: string;
 
-  withEchoStack({ history: 'per-schema', verifiedTable: 'drifting' }, (started) => {
+  // A second watched schema, for tables whose names meet this one's.
+  const overrides = (schema: string) => ({ SYNC_SCHEMA: `${schema},${schema}_b` });
+  withEchoStack({ history: 'per-schema', verifiedTable: 'drifting', overrides }, (started) => {
     stack = started;
     mirror = `echodb_${started.schema}`;
   });

@@ -1,7 +1,8 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { NativeConnection, Worker } from '@temporalio/worker';
+import { Client, Connection } from '@temporalio/client';
+import { NativeConnection, Runtime, Worker } from '@temporalio/worker';
 import { createActivities } from '../activities/index.js';
 import { CircuitBreaker } from '../lib/circuit-breaker.js';
 import { createClickHouseClient } from '../lib/clickhouse.js';
@@ -39,7 +40,11 @@ export async function createEchoWorker(config: Config): Promise<EchoWorker> {
     requestTimeoutMs: config.peerdb.requestTimeoutMs,
     breaker: breakers.peerdb,
   });
+  // `echodb run` handles SIGINT and SIGTERM itself, to stop every role in order.
+  Runtime.install({ shutdownSignals: [] });
   const connection = await NativeConnection.connect({ address: config.temporal.address });
+  const clientConnection = await Connection.connect({ address: config.temporal.address });
+  const temporal = new Client({ connection: clientConnection, namespace: config.temporal.namespace });
   const workflowCode = extension === '.js' && fs.existsSync(WORKFLOW_BUNDLE)
     ? { workflowBundle: { codePath: WORKFLOW_BUNDLE } }
     : { workflowsPath: WORKFLOWS_ENTRY };
@@ -48,7 +53,7 @@ export async function createEchoWorker(config: Config): Promise<EchoWorker> {
     namespace: config.temporal.namespace,
     taskQueue: config.temporal.taskQueue,
     ...workflowCode,
-    activities: createActivities({ config, postgres, postgresBreaker: breakers.postgres, clickhouse, peerdb }),
+    activities: createActivities({ config, postgres, postgresBreaker: breakers.postgres, clickhouse, peerdb, temporal }),
     shutdownGraceTime: '30 seconds',
   });
   return {
@@ -58,7 +63,7 @@ export async function createEchoWorker(config: Config): Promise<EchoWorker> {
       try {
         await worker.run();
       } finally {
-        await Promise.allSettled([connection.close(), postgres.end(), clickhouse.close()]);
+        await Promise.allSettled([connection.close(), clientConnection.close(), postgres.end(), clickhouse.close()]);
       }
     },
     shutdown: () => worker.shutdown(),

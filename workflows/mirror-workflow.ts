@@ -31,6 +31,9 @@ import type {
 import { planChanges } from './plan.js';
 import { verifyTableWorkflow } from './verify-workflow.js';
 
+/** Events for this mirror, in outbox order: one signal per mirror per listener batch. */
+export const tableEventsSignal = defineSignal<[TableEvent[]]>('tableEvents');
+/** One event per signal, as listeners before batching sent them; kept so that their histories still replay. */
 export const tableEventSignal = defineSignal<[TableEvent]>('tableEvent');
 
 export interface MirrorView {
@@ -87,12 +90,14 @@ export async function mirrorWorkflow(input: MirrorWorkflowInput): Promise<void> 
   let operationSeq = input.carried?.operationSeq ?? 0;
   let mirrorExists = tables.size > 0;
 
-  setHandler(tableEventSignal, (event) => {
+  const receive = (event: TableEvent): void => {
     if (seen.has(event.eventId)) return;
     seen.add(event.eventId);
     if (seen.size > SEEN_EVENTS_KEPT) seen.delete(seen.values().next().value!);
     pending.push(event);
-  });
+  };
+  setHandler(tableEventsSignal, (events) => events.forEach(receive));
+  setHandler(tableEventSignal, receive);
   setHandler(mirrorStateQuery, () => ({
     mirror,
     exists: mirrorExists,

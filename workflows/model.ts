@@ -116,3 +116,30 @@ export interface VerificationResult {
   error?: string;
   timestamp: string;
 }
+
+/** A table event addressed to one mirror's workflow (listener/dispatch.ts). */
+export interface MirrorEvent {
+  mirror: string;
+  event: TableEvent;
+}
+
+/** What reconcile found: the events that repair the mirrors, and the tables it left alone and why. */
+export interface Drift {
+  /** Watched tables in no mirror. */
+  add: MirrorEvent[];
+  /** Mirrored tables that no longer exist. */
+  remove: MirrorEvent[];
+  /** Tables of the watched schemas that the filters exclude. */
+  skipped: (TableRef & { reason: string })[];
+  /** Mirrored tables that exist but are no longer watched: left in their mirror. */
+  unwatched: (TableRef & { reason: string })[];
+}
+
+export interface ReconcileReport {
+  added: { mirror: string; table: string }[];
+  removed: { mirror: string; table: string }[];
+  skipped: { table: string; reason: string }[];
+  unwatched: { table: string; reason: string }[];
+  /** The mirror workflows that were sent events. */
+  workflowIds: string[];
+}

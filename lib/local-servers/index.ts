@@ -30,6 +30,10 @@ export interface LocalServers<K extends keyof ServerSettings = keyof ServerSetti
   dir: string;
   /** Which servers were started here (the others came from ECHODB_TEST_* variables). */
   started: K[];
+  /** Stops one server started here, as an outage would (for fault tests); restartServer brings it back. */
+  stopServer(name: K): Promise<void>;
+  /** Starts a stopped server again on the same port, with the same data and password. */
+  restartServer(name: K): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -57,19 +61,29 @@ export async function startLocalServers<K extends keyof ServerSettings = keyof S
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'echodb-servers-'));
   fs.chmodSync(dir, 0o755); // the postgres and clickhouse OS users must reach their subdirectories
   const processes: ManagedProcess[] = [];
+  const byName = new Map<keyof ServerSettings, ManagedProcess>();
   const watchdog = startWatchdog(dir);
-  const track = <T>(started: Started<T>): Started<T> => {
+  const recordGroup = (process: ManagedProcess) => fs.appendFileSync(path.join(dir, 'pgids'), `${process.pgid}\n`);
+  const track = <T>(name: keyof ServerSettings, started: Started<T>): Started<T> => {
     processes.push(started.process);
-    fs.appendFileSync(path.join(dir, 'pgids'), `${started.process.pgid}\n`);
+    byName.set(name, started.process);
+    recordGroup(started.process);
     return started;
   };
+  const startedHere = (name: keyof ServerSettings): ManagedProcess => {
+    const process = byName.get(name);
+    if (!process) throw new Error(`${name} was not started here, so it cannot be stopped or restarted`);
+    return process;
+  };
+  // PostgreSQL's fast shutdown; the others stop on SIGTERM.
+  const stopSignal = (p: ManagedProcess) => (p.name === 'PostgreSQL' ? 'SIGINT' : 'SIGTERM');
 
   let stopped = false;
   const stop = async (): Promise<void> => {
     if (stopped) return;
     stopped = true;
     process.off('SIGINT', onSignal).off('SIGTERM', onSignal).off('exit', onExit);
-    await Promise.all(processes.map((p) => p.stop(p.name === 'PostgreSQL' ? 'SIGINT' : 'SIGTERM')));
+    await Promise.all(processes.map((p) => p.stop(stopSignal(p))));
     fs.rmSync(dir, { recursive: true, force: true });
     watchdog.kill('SIGKILL');
   };
@@ -91,11 +105,36 @@ export async function startLocalServers<K extends keyof ServerSettings = keyof S
       clickhouse: startClickHouse,
       temporal: startTemporal,
     };
-    const start = async <N extends keyof ServerSettings>(name: N): Promise<ServerSettings[N]> =>
-      external[name] ?? track(await starters[name](path.join(dir, name))).settings;
+    const start = async <N extends keyof ServerSettings>(name: N): Promise<ServerSettings[N]> => {
+      const given = external[name];
+      if (given) return given;
+      // A port found free can be taken before the server binds it (by another server starting, or as the
+      // local port of some connection): start again on other ports, in a fresh directory.
+      for (let attempt = 1; ; attempt++) {
+        try {
+          return track(name, await starters[name](path.join(dir, attempt === 1 ? name : `${name}-${attempt}`))).settings;
+        } catch (error) {
+          if (attempt === 3 || !/address already in use/i.test(String(error))) throw error;
+        }
+      }
+    };
     const entries = await Promise.all(only.map(async (name) => [name, await start(name)] as const));
     const started = only.filter((name) => !external[name]);
-    return { settings: Object.fromEntries(entries) as Pick<ServerSettings, K>, dir, started, stop };
+    return {
+      settings: Object.fromEntries(entries) as Pick<ServerSettings, K>,
+      dir,
+      started,
+      async stopServer(name) {
+        const process = startedHere(name);
+        await process.stop(stopSignal(process));
+      },
+      async restartServer(name) {
+        const process = startedHere(name);
+        await process.restart();
+        recordGroup(process);
+      },
+      stop,
+    };
   } catch (error) {
     await stop();
     throw error;

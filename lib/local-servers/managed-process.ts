@@ -19,15 +19,23 @@ export interface ManagedProcessOptions {
 export class ManagedProcess {
   readonly name: string;
   readonly logFile: string;
-  private readonly child: ChildProcess;
-  private readonly exited: Promise<void>;
+  private child!: ChildProcess;
+  private exited!: Promise<void>;
   private exitDescription: string | undefined;
+  /** The last readiness check, so that restart() can wait the same way. */
+  private readiness: { probe: () => Promise<boolean>; timeoutMs: number } | undefined;
 
-  constructor(options: ManagedProcessOptions) {
+  constructor(private readonly options: ManagedProcessOptions) {
     this.name = options.name;
     this.logFile = options.logFile;
+    this.spawn();
+  }
+
+  private spawn(): void {
+    const { options } = this;
     const [command, args] = asUser(options.runAs, options.command, options.args);
     const log = fs.openSync(options.logFile, 'a');
+    this.exitDescription = undefined;
     this.child = spawn(command, args, {
       cwd: options.cwd,
       env: options.env ?? process.env,
@@ -47,6 +55,13 @@ export class ManagedProcess {
     });
   }
 
+  /** Starts the stopped server again, with the same arguments (port, data), and waits until it is ready. */
+  async restart(): Promise<void> {
+    if (!this.hasExited) throw new Error(`${this.name} is still running`);
+    this.spawn();
+    if (this.readiness) await this.waitUntilReady(this.readiness.probe, this.readiness.timeoutMs);
+  }
+
   /** The process group id, which equals the pid of the group leader we spawned. */
   get pgid(): number | undefined {
     return this.child.pid;
@@ -58,6 +73,7 @@ export class ManagedProcess {
 
   /** Polls `probe` until it resolves true; fails early with the log's tail if the process dies meanwhile. */
   async waitUntilReady(probe: () => Promise<boolean>, timeoutMs: number): Promise<void> {
+    this.readiness = { probe, timeoutMs };
     const deadline = Date.now() + timeoutMs;
     for (;;) {
       if (this.hasExited) throw new Error(`${this.name} ${this.exitDescription}\n${this.logTail()}`);

@@ -54,6 +54,21 @@ export interface PeerDbDouble {
   close(): Promise<void>;
 }
 
+/**
+ * The source tables a logged request put into a mirror: a successful create's mappings, or a successful edit's
+ * additional tables. For "no table added twice" assertions.
+ */
+export function tablesAddedBy(request: RequestLogEntry): string[] {
+  if ((request.status ?? 500) >= 300) return [];
+  const body = request.body as {
+    connectionConfigs?: { tableMappings?: { sourceTableIdentifier: string }[] };
+    flowConfigUpdate?: { cdcFlowConfigUpdate?: { additionalTables?: { sourceTableIdentifier: string }[] } };
+  } | undefined;
+  const mappings =
+    body?.connectionConfigs?.tableMappings ?? body?.flowConfigUpdate?.cdcFlowConfigUpdate?.additionalTables ?? [];
+  return mappings.map((m) => m.sourceTableIdentifier);
+}
+
 export async function startPeerDbDouble(options: PeerDbDoubleOptions): Promise<PeerDbDouble> {
   const knobs: Knobs = { latencyMs: 0, errorRate: 0, failUntil: undefined, failNext: undefined, hang: false, stuck: false };
   const requests: RequestLogEntry[] = [];

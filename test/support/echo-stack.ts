@@ -5,12 +5,13 @@ import { inject } from 'vitest';
 import { loadConfig, type Config } from '../../lib/config.js';
 import type { ServerSettings } from '../../lib/local-servers/index.js';
 import { namingRules } from '../../lib/naming.js';
-import { dispatchDdlEvent, type Dispatched } from '../../listener/dispatch.js';
+import { dispatchRows } from '../../listener/dispatch.js';
+import { pendingEvents, recordOutcomes } from '../../listener/outbox.js';
+import { tableFilter } from '../../lib/table-filter.js';
 import { installCapture } from '../../sql/migrations.js';
-import type { DdlEventRow } from '../../sql/ddl-events.js';
 import { mirrorWorkflowId } from '../../lib/naming.js';
 import type { MirrorView } from '../../workflows/mirror-workflow.js';
-import { startWorkerProcess, type WorkerProcess } from './worker-process.js';
+import { startEchoProcess, type EchoProcess } from './echo-process.js';
 import { startPeerDbDouble, type PeerDbDouble } from '../peerdb-double/index.js';
 import { createTestClickHouse, type TestClickHouse } from './clickhouse.js';
 import { createTestDatabase, type TestDatabase } from './database.js';
@@ -29,6 +30,8 @@ export interface VerificationRow {
 }
 
 export interface EchoStack {
+  /** The environment the worker runs with; `echodb run` processes a test starts take it too. */
+  env: Record<string, string>;
   config: Config;
   database: TestDatabase;
   sql: pg.Client;
@@ -38,9 +41,9 @@ export interface EchoStack {
   peerdb: PeerDbDouble;
   temporal: Client;
   /** `echodb run --roles worker` as a child process, as in production. */
-  worker: WorkerProcess;
-  /** Does the listener's job for the events pending in the outbox: dispatches them in id order. */
-  dispatchPending(): Promise<Dispatched[]>;
+  worker: EchoProcess;
+  /** Does the listener's job for the events pending in the outbox, in this process: dispatches them in id order. */
+  dispatchPending(): Promise<void>;
   mirrorState(mirror: string): Promise<MirrorView>;
   verifications(table: string): Promise<VerificationRow[]>;
   waitForVerification(table: string, count?: number, timeoutMs?: number): Promise<VerificationRow[]>;
@@ -52,15 +55,17 @@ export interface EchoStack {
  * test double, with short windows and delays so that tests run in seconds.
  */
 export async function startEchoStack(
-  overrides: Record<string, string> = {},
+  overrides: Record<string, string> | ((schema: string) => Record<string, string>) = {},
   servers: ServerSettings = inject('servers'),
+  options: { beforeSetup?: (sql: pg.Client, schema: string) => Promise<void> } = {},
 ): Promise<EchoStack> {
   const suffix = crypto.randomBytes(4).toString('hex');
   const schema = `s_${suffix}`;
   const database = await createTestDatabase(servers.postgres);
   const sql = await database.connect();
-  await installCapture(sql);
   await sql.query(`CREATE SCHEMA ${schema}`);
+  await options.beforeSetup?.(sql, schema);
+  await installCapture(sql);
   const clickhouse = await createTestClickHouse(servers.clickhouse);
   const peerdb = await startPeerDbDouble({ clickhouse: servers.clickhouse, transitionMs: 30 });
 
@@ -90,10 +95,10 @@ export async function startEchoStack(
       TEMPORAL_NAMESPACE: servers.temporal.namespace,
       TEMPORAL_TASK_QUEUE: `echodb-test-${suffix}`,
       WORKER_ID: `test-${suffix}`,
-      ...overrides,
+      ...(typeof overrides === 'function' ? overrides(schema) : overrides),
   };
   const config = loadConfig({ envFile: false, env });
-  const worker = await startWorkerProcess(env);
+  const worker = await startEchoProcess(env);
   const connection = await Connection.connect({ address: config.temporal.address });
   const temporal = new Client({ connection, namespace: config.temporal.namespace });
 
@@ -106,6 +111,7 @@ export async function startEchoStack(
   };
 
   return {
+    env,
     config,
     database,
     sql,
@@ -115,27 +121,18 @@ export async function startEchoStack(
     temporal,
     worker,
     async dispatchPending() {
-      const { rows } = await sql.query<DdlEventRow>(
-        "SELECT * FROM echodb.ddl_events WHERE status = 'pending' ORDER BY id",
-      );
-      const dispatched: Dispatched[] = [];
-      for (const row of rows) {
-        const sent = await dispatchDdlEvent(
-          {
-            client: temporal,
-            taskQueue: config.temporal.taskQueue,
-            naming: namingRules(config),
-            destinationTemplate: config.mirror.destinationTableTemplate,
-          },
-          row,
-        );
-        await sql.query(
-          "UPDATE echodb.ddl_events SET status = 'dispatched', dispatched_at = now(), workflow_id = $2 WHERE id = $1",
-          [row.id, sent.map((d) => d.workflowId).join(',')],
-        );
-        dispatched.push(...sent);
+      const context = {
+        client: temporal,
+        taskQueue: config.temporal.taskQueue,
+        naming: namingRules(config),
+        destinationTemplate: config.mirror.destinationTableTemplate,
+      };
+      for (let rows = await pendingEvents(sql, 100); rows.length > 0; rows = await pendingEvents(sql, 100)) {
+        const outcomes = await dispatchRows(context, rows, tableFilter(config.sync));
+        const failed = outcomes.find((outcome) => outcome.status === 'failed');
+        if (failed) throw new Error(`dispatch of event ${failed.id} failed: ${failed.error}`);
+        await recordOutcomes(sql, outcomes, config.workerId, new Date());
       }
-      return dispatched;
     },
     mirrorState(mirror) {
       return temporal.workflow.getHandle(mirrorWorkflowId(mirror)).query<MirrorView>('mirrorState');

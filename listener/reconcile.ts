@@ -1,0 +1,18 @@
+import type { Client } from '@temporalio/client';
+import { reconcileWorkflowId } from '../lib/naming.js';
+import type { ReconcileReport } from '../workflows/model.js';
+
+/** Starts reconcile, or joins the one that runs; returns its handle. */
+export async function startReconcile(client: Client, taskQueue: string) {
+  return client.workflow.start('reconcileWorkflow', {
+    workflowId: reconcileWorkflowId(taskQueue),
+    taskQueue,
+    args: [],
+    workflowIdConflictPolicy: 'USE_EXISTING',
+  });
+}
+
+export async function reconcile(client: Client, taskQueue: string): Promise<ReconcileReport> {
+  const handle = await startReconcile(client, taskQueue);
+  return handle.result() as Promise<ReconcileReport>;
+}
