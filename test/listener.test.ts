@@ -1,8 +1,10 @@
 import { defaultPayloadConverter } from '@temporalio/common';
+import { Redis } from 'ioredis';
 import type pg from 'pg';
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vitest';
 import { startLocalServers, type LocalServers, type RedisSettings } from '../lib/local-servers/index.js';
 import { mirrorWorkflowId } from '../lib/naming.js';
+import { LEADER_KEY } from '../listener/redis-lease.js';
 import type { TableEvent } from '../workflows/model.js';
 import { tablesAddedBy } from './peerdb-double/index.js';
 import { runCli } from './support/cli.js';
@@ -217,6 +219,29 @@ describe.each([
       await redis!.restartServer('redis');
       const rows = (await allHandled(sql, before + names.length)).slice(before);
       expect(rows.map((r) => r.status)).toEqual(names.map(() => 'dispatched'));
+    });
+
+    it('stops dispatching at once when another replica holds the lease, and goes on once it leads again', async () => {
+      const { sql, schema } = stack;
+      const listener = await startListener(stack, 'replica-a', env);
+      await listener.waitForLine(/is leader/);
+      const redisClient = new Redis(redis!.settings.redis);
+      try {
+        // As if this leader had stalled past its TTL and another replica had taken the lease meanwhile.
+        await redisClient.set(LEADER_KEY, 'replica-z:intruder', 'PX', 60_000);
+        const takenAt = Date.now();
+        const before = (await outbox(sql)).length;
+        await createTables(sql, schema, ['while_fenced']);
+        await listener.waitForLine(/is follower: no longer holds the lease/, 10_000, takenAt);
+        await new Promise((resolve) => setTimeout(resolve, 2 * INTERVAL_MS));
+        expect((await outbox(sql)).slice(before).map((r) => r.status)).toEqual(['pending']);
+
+        await redisClient.del(LEADER_KEY);
+        const rows = (await allHandled(sql, before + 1)).slice(before);
+        expect(rows).toMatchObject([{ status: 'dispatched', handled_by: 'replica-a' }]);
+      } finally {
+        redisClient.disconnect();
+      }
     });
   }
 });
