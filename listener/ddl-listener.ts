@@ -4,7 +4,7 @@ import pgListen, { type Subscriber } from 'pg-listen';
 import type { Config } from '../lib/config.js';
 import { namingRules } from '../lib/naming.js';
 import { postgresClientConfig } from '../lib/postgres.js';
-import { tableFilter } from '../lib/table-filter.js';
+import { tableFilter, type TableFilter } from '../lib/table-filter.js';
 import { dispatchRows, type DispatchContext } from './dispatch.js';
 import type { Leadership } from './leader-election.js';
 import { pendingEvents, recordOutcomes } from './outbox.js';
@@ -33,7 +33,7 @@ export interface DdlListenerOptions {
 export class DdlListener {
   private subscriber: Subscriber | undefined;
   private readonly dispatch: DispatchContext;
-  private readonly filter;
+  private readonly filter: TableFilter;
   private pollTimer: NodeJS.Timeout | undefined;
   private draining: Promise<void> | undefined;
   private drainAgain = false;
