@@ -3,11 +3,12 @@ import { Redis } from 'ioredis';
 import type pg from 'pg';
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vitest';
 import { startLocalServers, type LocalServers, type RedisSettings } from '../lib/local-servers/index.js';
-import { mirrorWorkflowId } from '../lib/naming.js';
+import { mirrorWorkflowId, reconcileWorkflowId } from '../lib/naming.js';
 import { LEADER_KEY } from '../listener/redis-lease.js';
 import type { TableEvent } from '../workflows/model.js';
 import { tablesAddedBy } from './peerdb-double/index.js';
 import { runCli } from './support/cli.js';
+import { recordingHistories, saveHistory } from './support/histories.js';
 import { startEchoProcess, type EchoProcess } from './support/echo-process.js';
 import { startEchoStack, type EchoStack } from './support/echo-stack.js';
 import { until } from './support/until.js';
@@ -344,6 +345,9 @@ describe('filters and reconcile', () => {
     expect(result.stdout).toContain('reconcile: 0 to add, 1 to remove');
     expect(result.stdout).toContain(`remove ${schema}.orders from echodb_${schema}`);
     expect(result.stdout).toContain(`skip   ${schema}.temp_early: matches EXCLUDED_TABLES pattern temp_*`);
+    if (recordingHistories) {
+      await saveHistory(stack.temporal, reconcileWorkflowId(stack.config.temporal.taskQueue), 'reconcile-remove-dropped-table');
+    }
     await until(() => Promise.resolve(mirroredTables(stack)), (tables) => JSON.stringify(tables) === JSON.stringify([`${schema}.early`]));
 
     const again = await runCli(['reconcile'], stack.env);

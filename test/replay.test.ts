@@ -9,9 +9,10 @@ import { HISTORIES_DIR } from './support/histories.js';
 const fixtures = fs.readdirSync(HISTORIES_DIR).filter((file) => file.endsWith('.json')).sort();
 
 describe('replaying recorded histories against the current workflow code', () => {
-  it('has histories of the mirror and verify workflows to replay', () => {
+  it('has histories of the mirror, verify and reconcile workflows to replay', () => {
     expect(fixtures.some((file) => file.startsWith('mirror-'))).toBe(true);
     expect(fixtures.some((file) => file.startsWith('verify-'))).toBe(true);
+    expect(fixtures.some((file) => file.startsWith('reconcile-'))).toBe(true);
   });
 
   it('replays every one without a nondeterminism error', async () => {
