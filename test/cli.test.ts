@@ -18,7 +18,7 @@ describe('echodb CLI', () => {
 
     const first = await runCli(['setup'], env);
     expect(first).toMatchObject({ code: 0, stderr: '' });
-    expect(first.stdout).toMatch(/setup: applied 001_outbox, 002_capture_triggers, 003_mirror_history to database "echodb_test_\w+"/);
+    expect(first.stdout).toMatch(/setup: applied 001_outbox, 002_capture_triggers, 003_mirror_history, 004_listener to database "echodb_test_\w+"/);
 
     const second = await runCli(['setup'], env);
     expect(second.code).toBe(0);

@@ -304,6 +304,11 @@ describe('filters and reconcile', () => {
   afterAll(async () => {
     await stack?.close();
   });
+  afterEach(async (context) => {
+    if (context.task.result?.state !== 'fail') return;
+    const { rows } = await stack.sql.query('SELECT mirror, operation, tables, result, error FROM echodb.mirror_operations ORDER BY id');
+    console.log(`--- mirror operations:\n${JSON.stringify(rows, null, 1)}\n--- worker output:\n${stack.worker.lines.slice(-100).join('\n')}`);
+  });
 
   it('mirrors a table created before setup as soon as a listener leads, but no excluded one', async () => {
     const listener = await startListener(stack, 'replica-a');
@@ -348,7 +353,11 @@ describe('filters and reconcile', () => {
     if (recordingHistories) {
       await saveHistory(stack.temporal, reconcileWorkflowId(stack.config.temporal.taskQueue), 'reconcile-remove-dropped-table');
     }
-    await until(() => Promise.resolve(mirroredTables(stack)), (tables) => JSON.stringify(tables) === JSON.stringify([`${schema}.early`]));
+    await until(
+      () => Promise.resolve(mirroredTables(stack)),
+      (tables) => JSON.stringify(tables) === JSON.stringify([`${schema}.early`]),
+      60_000,
+    );
 
     const again = await runCli(['reconcile'], stack.env);
     expect(again.stdout).toContain('reconcile: 0 to add, 0 to remove');
