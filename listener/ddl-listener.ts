@@ -138,16 +138,22 @@ export class DdlListener {
     this.failing = problem !== undefined;
   }
 
+  /** RECONNECT_DELAY after the first failed attempt, doubling after each further one, at most a minute. */
+  private reconnectDelay(failedBefore: number): number {
+    return Math.min(this.options.config.reconnect.delayMs * 2 ** failedBefore, 60_000);
+  }
+
   /**
-   * The notification connection. pg-listen reconnects after a loss (RECONNECT_DELAY, MAX_RECONNECT_ATTEMPTS)
-   * and LISTENs again; the first connection is retried here the same way.
+   * The notification connection. pg-listen reconnects after a loss, waiting RECONNECT_DELAY and then twice as
+   * long each time (up to a minute), MAX_RECONNECT_ATTEMPTS times, and LISTENs again; the first connection is
+   * retried here the same way.
    */
   private async connect(): Promise<Subscriber> {
     const { config, leadership, log } = this.options;
-    const { delayMs, maxAttempts } = config.reconnect;
+    const { maxAttempts } = config.reconnect;
     for (let attempt = 1; ; attempt++) {
       const subscriber = pgListen.default(postgresClientConfig(config.postgres, `echodb-listener:${config.workerId}`), {
-        retryInterval: delayMs,
+        retryInterval: (failed) => this.reconnectDelay(failed),
         // pg-listen makes retryLimit - 1 attempts, and 0 means forever.
         retryLimit: maxAttempts === 0 ? 0 : maxAttempts + 1,
         retryTimeout: 0,
@@ -170,6 +176,7 @@ export class DdlListener {
       } catch (error) {
         await subscriber.close().catch(() => undefined);
         if (maxAttempts !== 0 && attempt > maxAttempts) throw error;
+        const delayMs = this.reconnectDelay(attempt - 1);
         log(`listener: cannot reach PostgreSQL (${String(error)}); retrying in ${delayMs} ms`);
         await new Promise((resolve) => setTimeout(resolve, delayMs));
       }
