@@ -1,10 +1,11 @@
-// `npm run bench [-- trigger|mirrors ...]`: starts throwaway servers, measures, prints tables and writes
+// `npm run bench [-- trigger|mirrors|listener ...]`: starts throwaway servers, measures, prints tables and writes
 // bench/results/<date>.json. Without arguments it runs every benchmark.
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { startLocalServers } from '../lib/local-servers/index.js';
+import { measureDispatchLatency, measureDispatchSteps, measureFailover } from './listener.js';
 import { measureMirrorLifecycle } from './mirror-lifecycle.js';
 import { measureTriggerOverhead } from './trigger-overhead.js';
 
@@ -49,6 +50,56 @@ try {
       ),
     );
     results.mirrorLifecycle = lifecycle;
+  }
+  if (runs('listener')) {
+    const events = Number(process.env.BENCH_EVENTS ?? 1000);
+    const rate = Number(process.env.BENCH_RATE ?? 50);
+    const failovers = Number(process.env.BENCH_FAILOVERS ?? 5);
+    console.log(`bench listener: DDL commit -> signal accepted by Temporal (dispatched_at), ${events} events per run`);
+    const latency = await measureDispatchLatency(servers.settings, events, rate);
+    console.table(
+      Object.fromEntries(
+        latency.map((r) => [
+          `${r.backend} lease, ${r.mode === 'paced' ? `paced ${r.ratePerSecond}/s` : 'back to back'}${r.withWorker ? '' : ', no worker'}`,
+          {
+            events: r.events,
+            'issued/s': r.achievedRatePerSecond,
+            batches: r.batches,
+            'p50 (ms)': r.commitToDispatchedMs.p50,
+            'p99 (ms)': r.commitToDispatchedMs.p99,
+            'max (ms)': r.commitToDispatchedMs.max,
+            'mean (ms)': r.commitToDispatchedMs.mean,
+            'p50 <= 15 ms': r.commitToDispatchedMs.p50 <= 15 ? 'met' : 'NOT met',
+            'p99 <= 50 ms': r.commitToDispatchedMs.p99 <= 50 ? 'met' : 'NOT met',
+          },
+        ]),
+      ),
+    );
+    console.log('bench listener: where a lone event\'s time goes (the drain steps timed one by one, worker running)');
+    const steps = await measureDispatchSteps(servers.settings, 'postgres', Math.min(events, 200), rate);
+    console.table(steps.stepsMs);
+    console.log(`bench listener: failover, ${failovers} runs per case (signal to the follower's "is leader" line)`);
+    const failover = await measureFailover(servers.settings, failovers);
+    console.table(
+      Object.fromEntries(
+        failover.map((r) => {
+          // SIGKILL: the lease must run out (at most TTL) and a follower's next attempt take it (interval).
+          const boundMs = r.signal === 'SIGKILL' ? (r.ttlSeconds + r.intervalSeconds) * 1000 : 1000;
+          return [
+            `${r.backend}, ${r.signal}`,
+            {
+              'TTL / interval (s)': `${r.ttlSeconds} / ${r.intervalSeconds}`,
+              runs: r.runs,
+              'median (ms)': r.medianMs,
+              'max (ms)': r.maxMs,
+              target: r.signal === 'SIGKILL' ? `<= TTL + interval (${boundMs} ms)` : '< 1000 ms',
+              'max within target': (r.signal === 'SIGKILL' ? r.maxMs <= boundMs : r.maxMs < boundMs) ? 'met' : 'NOT met',
+            },
+          ];
+        }),
+      ),
+    );
+    results.listener = { dispatchLatency: latency, dispatchSteps: steps, failover };
   }
 
   const dir = fileURLToPath(new URL('results/', import.meta.url));
