@@ -22,7 +22,7 @@ describe('echodb CLI', () => {
 
     const second = await runCli(['setup'], env);
     expect(second.code).toBe(0);
-    expect(second.stdout).toMatch(/is up to date \(3 migrations applied earlier\)/);
+    expect(second.stdout).toMatch(/is up to date \(4 migrations applied earlier\)/);
 
     const db = await database.connect();
     await db.query('CREATE TABLE from_cli_test (id int)');

@@ -307,7 +307,11 @@ describe('filters and reconcile', () => {
   afterEach(async (context) => {
     if (context.task.result?.state !== 'fail') return;
     const { rows } = await stack.sql.query('SELECT mirror, operation, tables, result, error FROM echodb.mirror_operations ORDER BY id');
-    console.log(`--- mirror operations:\n${JSON.stringify(rows, null, 1)}\n--- worker output:\n${stack.worker.lines.slice(-100).join('\n')}`);
+    const mirrors = stack.peerdb.mirrors().map(({ name, status, error }) => ({ name, status, error }));
+    console.log(
+      `--- mirror operations:\n${JSON.stringify(rows, null, 1)}\n--- PeerDB double's mirrors:\n${JSON.stringify(mirrors)}` +
+        `\n--- worker output:\n${stack.worker.lines.filter((line) => !/webpack|modules|\[built\]/.test(line)).slice(-60).join('\n')}`,
+    );
   });
 
   it('mirrors a table created before setup as soon as a listener leads, but no excluded one', async () => {
