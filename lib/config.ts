@@ -198,9 +198,11 @@ const variables = z
     VERIFY_INTERVAL: positiveSeconds(10),
     CONSISTENCY_CHECK_INTERVAL: positiveSeconds(3600),
     CONSISTENCY_CHECKER_PORT: port(8090),
+    VERIFY_CONCURRENCY: integer(4, 'a concurrency', 1, 100),
 
     HEALTH_PORT: port(8080),
     API_TOKEN: optionalText(),
+    API_VERIFY_WAIT: seconds(30),
 
     TEMPORAL_ADDRESS: text('temporal:7233'),
     TEMPORAL_NAMESPACE: text('default'),
@@ -300,8 +302,18 @@ function toConfig(env: Variables) {
     /** `maxAttempts` 0 means forever. */
     reconnect: { delayMs: env.RECONNECT_DELAY, maxAttempts: env.MAX_RECONNECT_ATTEMPTS },
     verify: { delayMs: env.VERIFY_DELAY, attempts: env.VERIFY_ATTEMPTS, intervalMs: env.VERIFY_INTERVAL },
-    consistencyChecker: { intervalMs: env.CONSISTENCY_CHECK_INTERVAL, port: env.CONSISTENCY_CHECKER_PORT },
-    api: { healthPort: env.HEALTH_PORT, token: env.API_TOKEN },
+    consistencyChecker: {
+      intervalMs: env.CONSISTENCY_CHECK_INTERVAL,
+      port: env.CONSISTENCY_CHECKER_PORT,
+      /** Tables verify-all counts at the same time. */
+      concurrency: env.VERIFY_CONCURRENCY,
+    },
+    api: {
+      healthPort: env.HEALTH_PORT,
+      token: env.API_TOKEN,
+      /** How long /verify and /verify-all wait for the result before they answer 202 with a URL to poll. */
+      verifyWaitMs: env.API_VERIFY_WAIT,
+    },
     temporal: {
       address: env.TEMPORAL_ADDRESS,
       namespace: env.TEMPORAL_NAMESPACE,
