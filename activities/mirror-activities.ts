@@ -47,13 +47,14 @@ export function createMirrorActivities(deps: ActivityDependencies) {
     status !== null && states.includes(status.currentFlowState);
 
   return {
-    /** The settings mirror workflows read at the start of each run. */
+    /** The settings mirror and verify-all workflows read at the start of each run. */
     mirrorSettings(): Promise<MirrorSettings> {
       return Promise.resolve({
         coalesceWindowMs: config.mirror.coalesceWindowMs,
         onDrop: config.mirror.destinationOnDrop,
         verify: { ...config.verify },
         retry: { ...config.retry },
+        verifyAll: { concurrency: config.consistencyChecker.concurrency },
       });
     },
 

@@ -1,6 +1,7 @@
 import { Context } from '@temporalio/activity';
 import pg from 'pg';
 import { qualifiedTable } from '../lib/clickhouse-sql.js';
+import { mirroredTables, type MirroredTable } from '../lib/mirrored-tables.js';
 import type { MirrorTable, RowCounts, VerificationResult } from '../workflows/model.js';
 import type { ActivityDependencies } from './index.js';
 import { sourceQueries } from './source-database.js';
@@ -11,6 +12,11 @@ export function createVerifyActivities(deps: ActivityDependencies) {
   const querySource = sourceQueries(deps);
 
   return {
+    /** Every table EchoDB's mirrors hold, from its destination claims (durable; no PeerDB call). */
+    listMirroredTables(): Promise<MirroredTable[]> {
+      return mirroredTables(querySource);
+    },
+
     /**
      * Counts the table on both sides: PostgreSQL's count(*) and ClickHouse's live rows (FINAL, not deleted).
      * Either side failing fails the activity: an unreachable side is an error, never a count of 0.

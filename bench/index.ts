@@ -1,10 +1,11 @@
-// `npm run bench [-- trigger|mirrors|listener ...]`: starts throwaway servers, measures, prints tables and writes
+// `npm run bench [-- trigger|mirrors|listener|api ...]`: starts throwaway servers, measures, prints tables and writes
 // bench/results/<date>.json. Without arguments it runs every benchmark.
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { startLocalServers } from '../lib/local-servers/index.js';
+import { measureApi } from './api.js';
 import { measureDispatchLatency, measureDispatchSteps, measureFailover } from './listener.js';
 import { measureMirrorLifecycle } from './mirror-lifecycle.js';
 import { measureTriggerOverhead } from './trigger-overhead.js';
@@ -100,6 +101,21 @@ try {
       ),
     );
     results.listener = { dispatchLatency: latency, dispatchSteps: steps, failover };
+  }
+  if (runs('api')) {
+    const tables = Number(process.env.BENCH_API_TABLES ?? 500);
+    const history = Number(process.env.BENCH_API_HISTORY ?? 48);
+    const requests = Number(process.env.BENCH_API_REQUESTS ?? 200);
+    console.log(
+      `bench api: ${tables} mirrored tables with ${history} older verifications each; ${requests} sequential ` +
+        'requests per endpoint, then verify-all',
+    );
+    const api = await measureApi(servers.settings, tables, history, requests);
+    console.log(`bench api: ${api.verificationRows} rows in echodb.verifications`);
+    console.table(api.latencyMs);
+    console.table(api.verifyAll);
+    console.log(`bench api: resident memory of the echodb run process afterwards: ${api.residentMemoryMiB} MiB`);
+    results.api = api;
   }
 
   const dir = fileURLToPath(new URL('results/', import.meta.url));

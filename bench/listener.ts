@@ -1,6 +1,7 @@
 import { performance } from 'node:perf_hooks';
 import { Client, Connection } from '@temporalio/client';
 import { Redis } from 'ioredis';
+import { pino } from 'pino';
 import pg from 'pg';
 import type { RedisSettings, ServerSettings } from '../lib/local-servers/index.js';
 import { namingRules } from '../lib/naming.js';
@@ -302,7 +303,7 @@ export async function measureDispatchSteps(
   const lease = backend === 'redis'
     ? new RedisLease({ ...servers.redis, db: 0 }, workerId, config.leaderElection.ttlMs)
     : new AdvisoryLockLease(config.postgres, workerId);
-  const leadership = new Leadership(lease, { workerId, ...config.leaderElection, log: () => undefined });
+  const leadership = new Leadership(lease, { workerId, ...config.leaderElection, logger: pino({ level: 'silent' }) });
   try {
     await notifications.connect();
     let notified: (() => void) | undefined;

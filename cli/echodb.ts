@@ -1,19 +1,39 @@
 #!/usr/bin/env node
-import { Command, CommanderError, InvalidArgumentError } from 'commander';
-import { loadConfig, ConfigError } from '../lib/config.js';
+import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
+import { loadConfig, ConfigError, type Config } from '../lib/config.js';
+import { verifyAllScheduleId } from '../lib/naming.js';
+import { withTemporalClient } from '../lib/temporal-client.js';
+import { deleteVerifyAllSchedule, ensureVerifyAllSchedule, verifyAllIntervalSeconds } from '../lib/verify-all-schedule.js';
 import { withPostgresClient } from '../lib/postgres.js';
 import { installCapture, uninstallCapture, readMigrations } from '../sql/migrations.js';
 import { runDemo } from './demo.js';
+import type { OperationOptions } from './operations.js';
+import { parseTableArgument } from './table-argument.js';
+import type { TableRef } from '../workflows/model.js';
 import { ROLES, runRoles, type Role } from './run.js';
 import { reconcile } from '../listener/reconcile.js';
 import { Client, Connection } from '@temporalio/client';
 
-/** Exit codes scripts can rely on. */
-const EXIT = { ok: 0, failure: 1, usage: 2, config: 78 } as const;
+/**
+ * Exit codes scripts can rely on. `found`: the check ran and found a problem (a mismatch, a nondeterministic
+ * history), as opposed to `failure`: the command could not do its job.
+ */
+const EXIT = { ok: 0, failure: 1, usage: 2, found: 3, config: 78 } as const;
 
 function describeTarget(config: ReturnType<typeof loadConfig>): string {
   const { host, port, database, user } = config.postgres;
   return `database "${database}" on ${host}:${port} as "${user}"`;
+}
+
+/** Runs `use` on a Temporal client; a failure says which server it was, what was being done, and what to do. */
+async function onTemporal<T>(config: Config, doing: string, use: (client: Client) => Promise<T>, hint = ''): Promise<T> {
+  try {
+    return await withTemporalClient(config.temporal, use);
+  } catch (error) {
+    const { address, namespace } = config.temporal;
+    const reason = error instanceof Error ? error.message : String(error);
+    throw new Error(`could not ${doing} on Temporal at ${address} (namespace ${namespace}): ${reason}${hint}`, { cause: error });
+  }
 }
 
 const program = new Command()
@@ -25,10 +45,12 @@ const program = new Command()
 program
   .command('setup')
   .description(
-    "install EchoDB's DDL capture into the source database (schema echodb, the outbox, the event triggers); " +
+    "install EchoDB's DDL capture into the source database (schema echodb, the outbox, the event triggers), then " +
+      'create or update the Temporal schedule that runs verify-all every CONSISTENCY_CHECK_INTERVAL; ' +
       're-runnable: applies only the migrations not yet applied',
   )
-  .action(async () => {
+  .option('--no-schedule', 'leave Temporal alone: install only the SQL (for a database set up before Temporal is reachable)')
+  .action(async (options: { schedule: boolean }) => {
     const config = loadConfig();
     const applied = await withPostgresClient(config.postgres, (client) => installCapture(client));
     const target = describeTarget(config);
@@ -37,13 +59,34 @@ program
     } else {
       console.log(`setup: applied ${applied.map((m) => `${String(m.version).padStart(3, '0')}_${m.name}`).join(', ')} to ${target}`);
     }
+    if (!options.schedule) return;
+    const outcome = await onTemporal(
+      config,
+      'create the verify-all schedule',
+      (client) => ensureVerifyAllSchedule(client, config),
+      '; the SQL is installed: run setup again once Temporal is reachable, or pass --no-schedule',
+    );
+    const scheduleId = verifyAllScheduleId(config.temporal.taskQueue);
+    console.log(`setup: verify-all schedule ${scheduleId} ${outcome} (every ${verifyAllIntervalSeconds(config)} s)`);
   });
 
 program
   .command('uninstall')
-  .description("remove everything `echodb setup` installed in the source database (the outbox's rows included)")
-  .action(async () => {
+  .description("remove everything `echodb setup` installed: the verify-all schedule, then the SQL (the outbox's rows included)")
+  .option('--no-schedule', 'leave Temporal alone: remove only the SQL, not the verify-all schedule')
+  .action(async (options: { schedule: boolean }) => {
     const config = loadConfig();
+    // The schedule goes first: its runs would fail against a database without EchoDB's tables.
+    if (options.schedule) {
+      const outcome = await onTemporal(
+        config,
+        'delete the verify-all schedule',
+        (client) => deleteVerifyAllSchedule(client, config),
+        '; nothing was removed: pass --no-schedule to remove only the SQL',
+      );
+      const scheduleId = verifyAllScheduleId(config.temporal.taskQueue);
+      console.log(`uninstall: ${outcome === 'deleted' ? 'deleted the' : 'found no'} verify-all schedule ${scheduleId}`);
+    }
     await withPostgresClient(config.postgres, (client) => uninstallCapture(client));
     console.log(`uninstall: removed EchoDB's schema and event triggers from ${describeTarget(config)}`);
   });
@@ -90,6 +133,92 @@ program
     } finally {
       await connection.close();
     }
+  });
+
+program
+  .command('replay')
+  .description(
+    "replay a workflow's history against the workflow code, to prove that the code still makes the decisions " +
+      'the history recorded (a change that does not is a nondeterminism: running workflows would fail)',
+  )
+  .argument('[workflowId]', 'the workflow, e.g. echodb-mirror:echodb_public (with --file: the one the file records)')
+  .addOption(new Option('--run-id <runId>', 'the run to replay (default: the latest)'))
+  .addOption(
+    new Option('--file <history.json>', 'read the history from this file (`temporal workflow show -w ID -o json`) instead of Temporal')
+      .conflicts('runId'),
+  )
+  .option('--workflows <path>', "replay against this workflows entry (e.g. a new release's workflows/index.ts), not this build's")
+  .addHelpText(
+    'after',
+    `\nExit codes: ${EXIT.ok} deterministic; ${EXIT.found} nondeterministic (the code would not replay the history); ` +
+      `${EXIT.failure} the replay could not run (history not found, Temporal unreachable, workflow code that fails).`,
+  )
+  .action(async (argument: string | undefined, options: { runId?: string; file?: string; workflows?: string }) => {
+    const replay = await import('./replay.js');
+    const { workflowId, history } = options.file !== undefined
+      ? replay.readHistoryFile(options.file, argument)
+      : await (async (id = argument) => {
+          if (id === undefined) throw new InvalidArgumentError('replay needs a workflow ID, or --file');
+          const history = await onTemporal(loadConfig(), 'fetch the history', (client) => replay.fetchWorkflowHistory(client, id, options.runId));
+          return { workflowId: id, history };
+        })();
+    replay.quietTemporalRuntime();
+    const replayed = await replay.replayHistory(history, workflowId, options.workflows);
+    const what = `replay: ${workflowId} (run ${replayed.runId ?? 'unknown'})`;
+    if (replayed.nondeterminism === null) {
+      console.log(`${what}: deterministic, ${replayed.events} events`);
+    } else {
+      console.error(`${what}: nondeterministic: ${replayed.nondeterminism}`);
+      process.exitCode = EXIT.found;
+    }
+  });
+
+const outputOptions = (command: Command) =>
+  command
+    .option('--json', 'print JSON (the HTTP API\'s shape) instead of text')
+    .option('--wait <seconds>', 'give up waiting after this many seconds (default: wait until done)', seconds);
+
+function seconds(value: string): number {
+  const n = Number(value);
+  if (!/^\d+(\.\d+)?$/.test(value) || !(n > 0)) throw new InvalidArgumentError(`${value} is not a positive number of seconds`);
+  return n;
+}
+
+const exitCodeHelp = (found: string) =>
+  `\nExit codes: ${EXIT.ok} all match; ${EXIT.found} ${found}; ${EXIT.failure} the check could not be done ` +
+  '(unknown table, a side that could not be counted, Temporal or PostgreSQL unreachable).';
+
+outputOptions(
+  program
+    .command('verify')
+    .description(
+      "count a mirrored table's rows in PostgreSQL and in ClickHouse now (a verify workflow, retried on a mismatch); " +
+        'needs a running worker',
+    )
+    .argument('<schema.table>', 'the table, as PostgreSQL reads it: public.orders, or public."Mixed Case"', parseTableArgument)
+    .addHelpText('after', exitCodeHelp('the counts differ')),
+).action(async (table: TableRef, options: OperationOptions) => {
+  const { verifyTable } = await import('./operations.js');
+  process.exitCode = EXIT[await verifyTable(loadConfig(), table, options)];
+});
+
+outputOptions(
+  program
+    .command('verify-all')
+    .description('run reconcile, then verify every mirrored table (what the schedule runs); needs a running worker')
+    .addHelpText('after', exitCodeHelp('some counts differ')),
+).action(async (options: OperationOptions) => {
+  const { verifyAll } = await import('./operations.js');
+  process.exitCode = EXIT[await verifyAll(loadConfig(), options)];
+});
+
+program
+  .command('status')
+  .description('show the leader, the outbox backlog, the mirrors and the latest verifications')
+  .option('--json', 'print JSON instead of text')
+  .action(async (options: OperationOptions) => {
+    const { status } = await import('./operations.js');
+    process.exitCode = EXIT[await status(loadConfig(), options)];
   });
 
 program

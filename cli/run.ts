@@ -1,18 +1,25 @@
 import { Client, Connection } from '@temporalio/client';
+import { Redis } from 'ioredis';
+import { createBreakers } from '../lib/circuit-breaker.js';
+import { createClickHouseClient } from '../lib/clickhouse.js';
 import type { Config } from '../lib/config.js';
+import { freePort } from '../lib/local-servers/ports.js';
+import { createLogger, temporalLogger, type Logger } from '../lib/logger.js';
+import { createMetrics } from '../lib/metrics.js';
+import { PeerDbClient } from '../lib/peerdb/client.js';
 import { createPostgresPool } from '../lib/postgres.js';
+import { ensureVerifyAllSchedule } from '../lib/verify-all-schedule.js';
 import { AdvisoryLockLease } from '../listener/advisory-lock-lease.js';
 import { DdlListener } from '../listener/ddl-listener.js';
 import { Leadership, type LeaderLease } from '../listener/leader-election.js';
 import { RedisLease } from '../listener/redis-lease.js';
 
 export const ROLES = {
-  worker: 'the Temporal worker: mirror, verify and reconcile workflows',
+  worker: 'the Temporal worker: mirror, verify, verify-all and reconcile workflows',
   listener: 'leader-elected: drains the outbox into mirror workflows',
+  api: 'HTTP: /health, /ready, /metrics, /metrics/prometheus, /verify, /verify-all, /mirrors, /events',
 } as const;
 export type Role = keyof typeof ROLES;
-
-const log = (message: string) => console.log(message);
 
 /** Redis when REDIS_HOST is set, else a PostgreSQL advisory lock. */
 function leaderLease(config: Config): LeaderLease {
@@ -22,41 +29,104 @@ function leaderLease(config: Config): LeaderLease {
 }
 
 /**
- * Runs the roles in this process until SIGINT or SIGTERM, then stops them gracefully: the listener finishes its
- * batch and hands leadership over, the worker finishes its tasks. Resolves when everything is closed.
+ * Installs Temporal's runtime for the worker: its log lines go through EchoDB's logger, its metrics to a
+ * Prometheus exporter on a free loopback port (served again by the api role at /metrics/prometheus), and
+ * signals are left to `echodb run`, which stops every role in order. Returns the exporter's URL.
+ */
+async function installTemporalRuntime(logger: Logger): Promise<string> {
+  const { Runtime } = await import('@temporalio/worker');
+  const address = `127.0.0.1:${await freePort()}`;
+  Runtime.install({
+    logger: temporalLogger(logger),
+    shutdownSignals: [],
+    telemetryOptions: { metrics: { prometheus: { bindAddress: address } } },
+  });
+  return `http://${address}/metrics`;
+}
+
+/**
+ * Runs the roles in this process until SIGINT or SIGTERM, then stops them gracefully: the api stops answering,
+ * the listener finishes its batch and hands leadership over, the worker finishes its tasks. Resolves when
+ * everything is closed. The roles share one logger, one set of metrics and one pair of circuit breakers.
  */
 export async function runRoles(config: Config, roles: readonly Role[]): Promise<void> {
+  const logger = createLogger(config);
+  const metrics = createMetrics();
+  const breakers = createBreakers(config, logger);
+  metrics.watchBreakers(breakers.peerdb, breakers.postgres);
   const stops: (() => Promise<void>)[] = [];
   const running: Promise<void>[] = [];
+  const connection = await Connection.connect({ address: config.temporal.address });
+  const temporal = new Client({ connection, namespace: config.temporal.namespace });
+  const postgres = createPostgresPool(config.postgres, `echodb:${config.workerId}`);
 
+  let worker: Awaited<ReturnType<typeof import('../workers/worker.js').createEchoWorker>> | undefined;
+  let sdkMetricsUrl: string | undefined;
   if (roles.includes('worker')) {
+    sdkMetricsUrl = await installTemporalRuntime(logger);
     const { createEchoWorker } = await import('../workers/worker.js');
-    const worker = await createEchoWorker(config);
+    worker = await createEchoWorker(config, { breakers, temporal });
     running.push(worker.run());
-    stops.push(() => Promise.resolve(worker.shutdown()));
-    log(
+    stops.push(() => Promise.resolve(worker!.shutdown()));
+    logger.info(
       `run: worker ${config.workerId} on task queue "${config.temporal.taskQueue}" of namespace ` +
         `"${config.temporal.namespace}" at ${config.temporal.address}`,
     );
+    // Every replica makes sure of the schedule; a failure leaves the one there is (or none) and is reported.
+    ensureVerifyAllSchedule(temporal, config).then(
+      (outcome) => logger.info(`run: verify-all schedule ${outcome}`),
+      (error: unknown) => logger.error({ err: error }, `run: could not create or update the verify-all schedule: ${String(error)}`),
+    );
   }
 
+  let leadership: Leadership | undefined;
   if (roles.includes('listener')) {
-    const connection = await Connection.connect({ address: config.temporal.address });
-    const postgres = createPostgresPool(config.postgres, `echodb-listener:${config.workerId}`);
-    const leadership = new Leadership(leaderLease(config), { workerId: config.workerId, ...config.leaderElection, log });
-    const listener = new DdlListener({
-      config,
-      postgres,
-      temporal: new Client({ connection, namespace: config.temporal.namespace }),
-      leadership,
-      log,
-    });
+    leadership = new Leadership(leaderLease(config), { workerId: config.workerId, ...config.leaderElection, logger });
+    metrics.watchLeadership(() => leadership!.state().isLeader);
+    leadership.onChange(() => metrics.leadershipChanges.inc());
+    const listener = new DdlListener({ config, postgres, temporal, leadership, logger, metrics });
     await listener.start();
     let stopped = () => {};
     running.push(Promise.race([listener.failed, new Promise<void>((resolve) => (stopped = resolve))]));
     stops.push(async () => {
       await listener.stop();
-      await Promise.allSettled([postgres.end(), connection.close()]);
+      stopped();
+    });
+  }
+
+  if (roles.includes('api')) {
+    const { startApi } = await import('../api/server.js');
+    const clickhouse = createClickHouseClient(config.clickhouse);
+    const redis = config.redis && new Redis({
+      ...config.redis,
+      connectionName: `echodb-api:${config.workerId}`,
+      lazyConnect: true,
+      enableOfflineQueue: false,
+      maxRetriesPerRequest: 0,
+    });
+    redis?.on('error', () => undefined); // readiness reports it
+    const api = await startApi({
+      config,
+      logger,
+      metrics,
+      breakers,
+      roles,
+      postgres,
+      query: (text, values) => breakers.postgres.execute(() => postgres.query(text, values)),
+      clickhouse,
+      temporal,
+      peerdb: new PeerDbClient({ baseUrl: config.peerdb.apiUrl, requestTimeoutMs: config.peerdb.requestTimeoutMs, breaker: breakers.peerdb }),
+      redis,
+      ...(leadership && { leadership }),
+      ...(worker && { workerState: () => worker.worker.getState() }),
+      ...(sdkMetricsUrl !== undefined && { sdkMetricsUrl }),
+    });
+    let stopped = () => {};
+    running.push(new Promise<void>((resolve) => (stopped = resolve)));
+    stops.push(async () => {
+      await api.close();
+      redis?.disconnect();
+      await clickhouse.close().catch(() => undefined);
       stopped();
     });
   }
@@ -73,5 +143,6 @@ export async function runRoles(config: Config, roles: readonly Role[]): Promise<
     await Promise.all(running);
   } finally {
     await stop();
+    await Promise.allSettled([postgres.end(), connection.close()]);
   }
 }

@@ -1,5 +1,9 @@
 import { CircuitState, ConsecutiveBreaker, circuitBreaker, handleWhen, isBrokenCircuitError } from 'cockatiel';
+import type { Config } from './config.js';
+import type { Logger } from './logger.js';
+import { isPeerDbOutage } from './peerdb/client.js';
 import { CircuitOpen } from './peerdb/errors.js';
+import { isPostgresOutage } from './postgres.js';
 
 export interface BreakerSettings {
   failureThreshold: number;
@@ -70,3 +74,22 @@ export class CircuitBreaker {
     return { state: stateNames[this.policy.state], failures: this.consecutiveFailures };
   }
 }
+
+/**
+ * The process's two breakers, shared by every role in it: PeerDB's Flow API and the source PostgreSQL. Each
+ * change of state is logged.
+ */
+export function createBreakers(config: Config, logger: Logger) {
+  const breakers = {
+    peerdb: new CircuitBreaker('peerdb_api', config.circuitBreaker.peerdb, isPeerDbOutage),
+    postgres: new CircuitBreaker('postgres_connection', config.circuitBreaker.postgres, isPostgresOutage),
+  };
+  for (const breaker of Object.values(breakers)) {
+    breaker.onStateChange((state) => {
+      logger[state === 'closed' ? 'info' : 'warn']({ breaker: breaker.dependency, state }, `circuit breaker ${breaker.dependency} is ${state}`);
+    });
+  }
+  return breakers;
+}
+
+export type Breakers = ReturnType<typeof createBreakers>;

@@ -135,6 +135,21 @@ export function verifyWorkflowId(mirror: string, table: TableName, eventId: stri
   return `echodb-verify:${mirror}:${eventId}:${qualifiedName(table)}`;
 }
 
+/** On-demand verify-all: one at a time per deployment; a second request while one runs joins it. */
+export function verifyAllWorkflowId(taskQueue: string): string {
+  return `echodb-verify-all:${taskQueue}`;
+}
+
+/** The verify-all schedule (schedule IDs are a namespace of their own, apart from workflow IDs). */
+export function verifyAllScheduleId(taskQueue: string): string {
+  return `echodb-verify-all:${taskQueue}`;
+}
+
+/** The workflow ID the schedule starts its runs with; Temporal appends each run's scheduled time. */
+export function scheduledVerifyAllWorkflowId(taskQueue: string): string {
+  return `echodb-verify-all-scheduled:${taskQueue}`;
+}
+
 export interface PlannedNames {
   table: TableName;
   mirror: string;

@@ -1,10 +1,13 @@
 import pg from 'pg';
 import type { Config } from '../lib/config.js';
 import { postgresClientConfig } from '../lib/postgres.js';
-import type { LeaderLease } from './leader-election.js';
+import type { SourceQuery } from '../lib/mirrored-tables.js';
+import type { LeaderLease, LeaseHolder } from './leader-election.js';
 
 /** pg_try_advisory_lock(int, int) keys: 'ECHD' and 1, for EchoDB's leader lock. */
 const LOCK = [0x45434844, 1] as const;
+/** The holder's session names itself after the listener's WORKER_ID. */
+const SESSION_NAME_PREFIX = 'echodb-listener:';
 
 /**
  * The lease as a PostgreSQL advisory lock held by a session of its own: it lasts exactly as long as that session,
@@ -51,7 +54,7 @@ export class AdvisoryLockLease implements LeaderLease {
   private async connect(): Promise<pg.Client> {
     if (this.session !== undefined) return this.session;
     const session = new pg.Client({
-      ...postgresClientConfig(this.settings, `echodb-listener:${this.workerId}`),
+      ...postgresClientConfig(this.settings, `${SESSION_NAME_PREFIX}${this.workerId}`),
       connectionTimeoutMillis: 5000,
     });
     session.on('error', () => this.forget(session));
@@ -75,4 +78,16 @@ export class AdvisoryLockLease implements LeaderLease {
     this.session = undefined;
     void session.end().catch(() => undefined);
   }
+}
+
+/** Who holds the advisory lock now, by the application name of the session holding it; null when nobody does. */
+export async function advisoryLockHolder(query: SourceQuery): Promise<LeaseHolder | null> {
+  const { rows } = await query<{ application_name: string }>(
+    `SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+      WHERE l.locktype = 'advisory' AND l.granted AND l.classid = $1 AND l.objid = $2 AND l.objsubid = 2`,
+    [...LOCK],
+  );
+  const name = rows[0]?.application_name;
+  if (name === undefined) return null;
+  return { workerId: name.startsWith(SESSION_NAME_PREFIX) ? name.slice(SESSION_NAME_PREFIX.length) : name, backend: 'postgres', expiresInMs: null };
 }

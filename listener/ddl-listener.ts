@@ -2,12 +2,15 @@ import type { Client } from '@temporalio/client';
 import type pg from 'pg';
 import pgListen, { type Subscriber } from 'pg-listen';
 import type { Config } from '../lib/config.js';
+import type { Logger } from '../lib/logger.js';
+import type { Metrics } from '../lib/metrics.js';
 import { namingRules } from '../lib/naming.js';
 import { postgresClientConfig } from '../lib/postgres.js';
 import { tableFilter, type TableFilter } from '../lib/table-filter.js';
-import { dispatchRows, type DispatchContext } from './dispatch.js';
+import { dispatchRows, type DispatchContext, type RowOutcome } from './dispatch.js';
 import type { Leadership } from './leader-election.js';
 import { pendingEvents, recordOutcomes } from './outbox.js';
+import type { DdlEventRow } from '../sql/ddl-events.js';
 import { startReconcile } from './reconcile.js';
 
 /** The channels sql/002_capture_triggers.sql notifies on: a wake-up call, the event itself is in the outbox. */
@@ -21,7 +24,9 @@ export interface DdlListenerOptions {
   postgres: pg.Pool;
   temporal: Client;
   leadership: Leadership;
-  log: (message: string) => void;
+  logger: Logger;
+  /** Counts what this listener dispatched, and how long after its DDL. */
+  metrics?: Pick<Metrics, 'eventsDispatched' | 'dispatchLatency'>;
 }
 
 /**
@@ -58,20 +63,21 @@ export class DdlListener {
   }
 
   async start(): Promise<void> {
-    const { log, leadership, config } = this.options;
+    const { logger, leadership, config } = this.options;
     const subscriber = await this.connect();
     for (const channel of [...DDL_CHANNELS, LEADER_CHANNEL]) await subscriber.listenTo(channel);
     leadership.onChange(({ isLeader }) => {
       if (!isLeader) return;
       this.wake();
       startReconcile(this.options.temporal, config.temporal.taskQueue).then(
-        ({ workflowId, firstExecutionRunId }) => log(`listener: reconcile ${workflowId} (run ${firstExecutionRunId}) started`),
-        (error: unknown) => log(`listener: could not start reconcile: ${String(error)}`),
+        ({ workflowId, firstExecutionRunId }) =>
+          logger.info({ workflow_id: workflowId, run_id: firstExecutionRunId }, `listener: reconcile ${workflowId} started`),
+        (error: unknown) => logger.warn({ err: error }, `listener: could not start reconcile: ${String(error)}`),
       );
     });
     this.pollTimer = setInterval(() => this.wake(), config.outbox.pollIntervalMs);
     leadership.start();
-    log(`listener: ${config.workerId} listening on ${DDL_CHANNELS.join(', ')} (leader election by ${leadership.state().backend})`);
+    logger.info(`listener: ${config.workerId} listening on ${DDL_CHANNELS.join(', ')} (leader election by ${leadership.state().backend})`);
   }
 
   /**
@@ -81,12 +87,12 @@ export class DdlListener {
     this.stopping = true;
     clearInterval(this.pollTimer);
     await this.draining;
-    const { leadership, postgres, log } = this.options;
+    const { leadership, postgres, logger } = this.options;
     const wasLeader = leadership.state().isLeader;
     await leadership.stop();
     if (wasLeader) {
       await postgres.query('SELECT pg_notify($1, $2)', [LEADER_CHANNEL, this.options.config.workerId]).catch(
-        (error: unknown) => log(`listener: could not announce the release: ${String(error)}`),
+        (error: unknown) => logger.warn(`listener: could not announce the release: ${String(error)}`),
       );
     }
     await this.subscriber?.close().catch(() => undefined);
@@ -116,7 +122,9 @@ export class DdlListener {
         const rows = await pendingEvents(postgres, config.outbox.batchSize);
         if (rows.length === 0 || !(await leadership.confirm())) return;
         const outcomes = await dispatchRows(this.dispatch, rows, this.filter, () => !leadership.holds());
-        await recordOutcomes(postgres, outcomes, config.workerId, new Date());
+        const recordedAt = new Date();
+        await recordOutcomes(postgres, outcomes, config.workerId, recordedAt);
+        this.observe(rows, outcomes, recordedAt);
         const failures = outcomes.filter((outcome) => outcome.status === 'failed');
         if (failures.length > 0 || outcomes.length < rows.length) {
           // Temporal refused or the lease ran out: the rest waits for the next poll.
@@ -131,10 +139,29 @@ export class DdlListener {
     }
   }
 
+  /** One log line and the metrics for each row the leader handled. */
+  private observe(rows: readonly DdlEventRow[], outcomes: readonly RowOutcome[], at: Date): void {
+    const { logger, metrics } = this.options;
+    const rowOf = new Map(rows.map((row) => [row.id, row]));
+    for (const outcome of outcomes) {
+      const row = rowOf.get(outcome.id)!;
+      const fields = { event_id: Number(outcome.id), operation: row.operation, schema: row.schema_name, table: row.table_name };
+      metrics?.eventsDispatched.inc({ outcome: outcome.status });
+      if (outcome.status === 'dispatched') {
+        metrics?.dispatchLatency.observe((at.getTime() - row.created_at.getTime()) / 1000);
+        logger.info({ ...fields, workflow_id: outcome.workflowIds.join(',') }, 'listener: event dispatched');
+      } else if (outcome.status === 'skipped') {
+        logger.info({ ...fields, reason: outcome.reason }, 'listener: event skipped');
+      } else {
+        logger.debug({ ...fields, error: outcome.error }, 'listener: event not accepted; it stays pending');
+      }
+    }
+  }
+
   /** Logs the start and the end of a run of failures, not every retry. */
   private report(problem: string | undefined): void {
-    if (problem !== undefined && !this.failing) this.options.log(`listener: ${problem}; retrying`);
-    if (problem === undefined && this.failing) this.options.log('listener: dispatching again');
+    if (problem !== undefined && !this.failing) this.options.logger.warn(`listener: ${problem}; retrying`);
+    if (problem === undefined && this.failing) this.options.logger.info('listener: dispatching again');
     this.failing = problem !== undefined;
   }
 
@@ -149,7 +176,7 @@ export class DdlListener {
    * retried here the same way.
    */
   private async connect(): Promise<Subscriber> {
-    const { config, leadership, log } = this.options;
+    const { config, leadership, logger } = this.options;
     const { maxAttempts } = config.reconnect;
     for (let attempt = 1; ; attempt++) {
       const subscriber = pgListen.default(postgresClientConfig(config.postgres, `echodb-listener:${config.workerId}`), {
@@ -165,7 +192,7 @@ export class DdlListener {
         if (channel === LEADER_CHANNEL) leadership.campaign();
         else this.wake();
       });
-      subscriber.events.on('reconnect', (n) => log(`listener: reconnecting to PostgreSQL (attempt ${n})`));
+      subscriber.events.on('reconnect', (n) => logger.warn(`listener: reconnecting to PostgreSQL (attempt ${n})`));
       // After a reconnection: catch up on what was committed meanwhile.
       subscriber.events.on('connected', () => this.wake());
       subscriber.events.on('error', (error) => this.fail(new Error(`listener: ${error.message}`)));
@@ -177,7 +204,7 @@ export class DdlListener {
         await subscriber.close().catch(() => undefined);
         if (maxAttempts !== 0 && attempt > maxAttempts) throw error;
         const delayMs = this.reconnectDelay(attempt - 1);
-        log(`listener: cannot reach PostgreSQL (${String(error)}); retrying in ${delayMs} ms`);
+        logger.warn(`listener: cannot reach PostgreSQL (${String(error)}); retrying in ${delayMs} ms`);
         await new Promise((resolve) => setTimeout(resolve, delayMs));
       }
     }

@@ -1,4 +1,5 @@
 import { performance } from 'node:perf_hooks';
+import type { Logger } from '../lib/logger.js';
 
 /** A lease that at most one replica holds at a time (listener/redis-lease.ts, listener/advisory-lock-lease.ts). */
 export interface LeaderLease {
@@ -10,6 +11,14 @@ export interface LeaderLease {
   /** Gives the lease up if this replica holds it. */
   release(): Promise<void>;
   close(): Promise<void>;
+}
+
+/** The replica holding a lease, as anyone can look it up (`echodb status`). */
+export interface LeaseHolder {
+  workerId: string;
+  backend: LeaderLease['backend'];
+  /** How long the lease lasts without renewal; null for the advisory lock, which lasts as long as its session. */
+  expiresInMs: number | null;
 }
 
 export interface LeadershipState {
@@ -24,7 +33,7 @@ export interface LeadershipOptions {
   workerId: string;
   ttlMs: number;
   intervalMs: number;
-  log: (message: string) => void;
+  logger: Logger;
 }
 
 /**
@@ -128,14 +137,14 @@ export class Leadership {
     if (leader === this.leader) return;
     this.leader = leader;
     this.since = leader ? new Date() : null;
-    this.options.log(`leader election: ${this.options.workerId} is ${leader ? 'leader' : 'follower'}: ${why}`);
+    this.options.logger.info({ is_leader: leader }, `leader election: ${this.options.workerId} is ${leader ? 'leader' : 'follower'}: ${why}`);
     for (const listener of this.listeners) listener(this.state());
   }
 
   /** Logs a backend problem once, not on every attempt while it lasts. */
   private problem(what: string, error: unknown): void {
     const message = `${what}: ${error instanceof Error ? error.message : String(error)}`;
-    if (message !== this.lastProblem) this.options.log(`leader election: ${message}`);
+    if (message !== this.lastProblem) this.options.logger.warn(`leader election: ${message}`);
     this.lastProblem = message;
   }
 

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { Redis } from 'ioredis';
 import type { Config } from '../lib/config.js';
-import type { LeaderLease } from './leader-election.js';
+import type { LeaderLease, LeaseHolder } from './leader-election.js';
 
 /** The key of the original manual, so that `redis-cli GET echodb:auto_mirror:leader_lock` still shows the leader. */
 export const LEADER_KEY = 'echodb:auto_mirror:leader_lock';
@@ -71,5 +71,19 @@ export class RedisLease implements LeaderLease {
 
   async close(): Promise<void> {
     await this.redis.quit().catch(() => this.redis.disconnect());
+  }
+}
+
+/** Who holds the Redis lease now (the worker id of its token) and for how much longer; null when nobody does. */
+export async function redisLeaseHolder(settings: NonNullable<Config['redis']>): Promise<LeaseHolder | null> {
+  const redis = new Redis({ ...settings, lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
+  redis.on('error', () => undefined);
+  try {
+    await redis.connect();
+    const [token, ttlMs] = await Promise.all([redis.get(LEADER_KEY), redis.pttl(LEADER_KEY)]);
+    if (token === null) return null;
+    return { workerId: token.slice(0, token.lastIndexOf(':')), backend: 'redis', expiresInMs: Math.max(0, ttlMs) };
+  } finally {
+    redis.disconnect();
   }
 }

@@ -16,11 +16,12 @@ describe('echodb CLI', () => {
   it('installs the capture with `setup`, finds nothing to do the second time, and removes it with `uninstall`', async () => {
     const env = postgresEnv(database.settings);
 
-    const first = await runCli(['setup'], env);
+    // No Temporal here: the verify-all schedule has tests of its own (verify-all-schedule.test.ts).
+    const first = await runCli(['setup', '--no-schedule'], env);
     expect(first).toMatchObject({ code: 0, stderr: '' });
     expect(first.stdout).toMatch(/setup: applied 001_outbox, 002_capture_triggers, 003_mirror_history, 004_listener to database "echodb_test_\w+"/);
 
-    const second = await runCli(['setup'], env);
+    const second = await runCli(['setup', '--no-schedule'], env);
     expect(second.code).toBe(0);
     expect(second.stdout).toMatch(/is up to date \(4 migrations applied earlier\)/);
 
@@ -29,7 +30,7 @@ describe('echodb CLI', () => {
     const { rows } = await db.query<{ table_name: string }>('SELECT table_name FROM echodb.ddl_events');
     expect(rows).toEqual([{ table_name: 'from_cli_test' }]);
 
-    const removed = await runCli(['uninstall'], env);
+    const removed = await runCli(['uninstall', '--no-schedule'], env);
     expect(removed.code).toBe(0);
     expect(removed.stdout).toMatch(/uninstall: removed/);
     const { rowCount } = await db.query("SELECT 1 FROM pg_namespace WHERE nspname = 'echodb'");
@@ -62,7 +63,7 @@ describe('echodb CLI', () => {
   it('answers --help for the program and each command, and exit 2 for an unknown command', async () => {
     const help = await runCli(['--help']);
     expect(help.code).toBe(0);
-    for (const command of ['setup', 'uninstall', 'demo']) expect(help.stdout).toContain(command);
+    for (const command of ['setup', 'uninstall', 'replay', 'demo']) expect(help.stdout).toContain(command);
 
     const setupHelp = await runCli(['setup', '--help']);
     expect(setupHelp.code).toBe(0);

@@ -270,9 +270,9 @@ describe('when PeerDB misbehaves', () => {
     await stack.worker.waitForLine(/circuit breaker peerdb_api is open/, 10_000);
     const [verification] = await stack.waitForVerification('patient', 1, 60_000);
     expect(verification?.status).toBe('match');
-    const transitions = stack.worker.lines.filter((line) => line.startsWith('circuit breaker peerdb_api'));
-    expect(transitions[0]).toBe('circuit breaker peerdb_api is open');
-    expect(transitions.at(-1)).toBe('circuit breaker peerdb_api is closed');
+    const transitions = stack.worker.logEntries().filter((entry) => entry.msg.startsWith('circuit breaker peerdb_api'));
+    expect(transitions[0]).toMatchObject({ msg: 'circuit breaker peerdb_api is open', breaker: 'peerdb_api', state: 'open' });
+    expect(transitions.at(-1)?.msg).toBe('circuit breaker peerdb_api is closed');
     expect(requests(stack, '/v1/flows/cdc/create')).toHaveLength(1);
     const failed = peerdb.requests.filter((r) => r.status === 503).length;
     expect(failed).toBeGreaterThanOrEqual(3);

@@ -2,7 +2,7 @@
 // webpack. The worker picks the bundle up from dist/workflow-bundle.js.
 import fs from 'node:fs';
 import { bundleWorkflowCode } from '@temporalio/worker';
-import { WORKFLOW_BUNDLE, WORKFLOWS_ENTRY } from './worker.js';
+import { WORKFLOW_BUNDLE, WORKFLOWS_ENTRY } from './workflow-code.js';
 
 const { code } = await bundleWorkflowCode({ workflowsPath: WORKFLOWS_ENTRY });
 fs.writeFileSync(WORKFLOW_BUNDLE, code);

@@ -140,7 +140,7 @@ export async function mirrorWorkflow(input: MirrorWorkflowInput): Promise<void> 
       workflowId,
       eventIds,
     });
-    if (error !== undefined) log.warn('mirror operation failed', { mirror, operation, error });
+    if (error !== undefined) log.warn('mirror operation failed', { mirror, operation, error, event_ids: eventIds });
   };
 
   /** Takes tables out of the mirror (the whole mirror when none would be left) and retires their destinations. */
@@ -232,7 +232,7 @@ export async function mirrorWorkflow(input: MirrorWorkflowInput): Promise<void> 
     const plan = planChanges([...latest.values()], facts, tables);
     const eventIds = events.map((e) => e.eventId);
     const at = new Date(Date.now()).toISOString();
-    for (const skipped of plan.skipped) log.info('table not mirrored', { mirror, ...skipped });
+    for (const skipped of plan.skipped) log.info('table not mirrored', { mirror, ...skipped, event_ids: eventIds });
     for (const adopted of plan.adopted) tables.set(adopted.source, adopted);
 
     if (plan.remove.length > 0) await removeTables(plan.remove, eventIds, at);

@@ -47,6 +47,13 @@ export interface MirrorSettings {
   onDrop: 'keep' | 'rename' | 'drop';
   verify: VerifySettings;
   retry: RetrySettings;
+  /** Absent when a worker from before verify-all answered. */
+  verifyAll?: VerifyAllSettings;
+}
+
+export interface VerifyAllSettings {
+  /** VERIFY_CONCURRENCY: tables verified at the same time. */
+  concurrency: number;
 }
 
 /** MAX_RETRIES and RETRY_BACKOFF: retries of a failed step after its first attempt, and the first wait. */
@@ -142,4 +149,14 @@ export interface ReconcileReport {
   unwatched: { table: string; reason: string }[];
   /** The mirror workflows that were sent events. */
   workflowIds: string[];
+}
+
+/** What one verify-all run found: reconcile's report (null when it could not run) and every table's result. */
+export interface VerifyAllReport {
+  reconcile: ReconcileReport | null;
+  tables: number;
+  matched: number;
+  mismatched: number;
+  errors: number;
+  results: VerificationResult[];
 }

@@ -8,11 +8,11 @@ const { mirrorSettings, recordVerification } = proxyActivities<Activities>({
   retry: { initialInterval: '1 second', maximumInterval: '1 minute' },
 });
 
-
 /** What workers used before RETRY_BACKOFF and MAX_RETRIES reached verification (keeps old histories replayable). */
 const LEGACY_RETRY = { maxRetries: 3, backoffMs: 1000 };
 
-const errorText = (error: unknown): string =>
+/** A failure's own words: an activity's or child's cause rather than Temporal's wrapping. */
+export const errorText = (error: unknown): string =>
   error instanceof Error ? (error.cause instanceof Error ? error.cause.message : error.message) : String(error);
 
 /**

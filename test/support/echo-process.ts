@@ -8,6 +8,8 @@ export interface EchoProcess {
   lines: string[];
   /** When each line arrived (Date.now()), index for index with `lines`. */
   lineTimes: number[];
+  /** The JSON log lines printed so far, parsed. */
+  logEntries(): LogEntry[];
   /** Resolves with the first line matching `pattern` that arrived at or after `since`, and its time. */
   waitForLine(pattern: RegExp, timeoutMs?: number, since?: number): Promise<{ line: string; at: number }>;
   /** Sends a signal without waiting (SIGKILL: no clean-up at all). */
@@ -17,10 +19,19 @@ export interface EchoProcess {
   exited: Promise<number | null>;
 }
 
+/** One line of EchoDB's structured log (lib/logger.ts). */
+export interface LogEntry {
+  level: string;
+  msg: string;
+  worker_id: string;
+  [field: string]: unknown;
+}
+
 /** What each role prints once it runs. */
 const READY: Record<string, RegExp> = {
-  worker: /Worker state changed.*RUNNING|state: 'RUNNING'/,
-  listener: /^listener: .* listening on /,
+  worker: /^(?=.*"msg":"Worker state changed")(?=.*"state":"RUNNING")/,
+  listener: /"msg":"listener: .* listening on /,
+  api: /"msg":"api: listening on /,
 };
 
 /**
@@ -62,6 +73,7 @@ export async function startEchoProcess(env: Record<string, string>, roles = ['wo
   return {
     lines,
     lineTimes,
+    logEntries: () => lines.filter((line) => line.startsWith('{')).map((line) => JSON.parse(line) as LogEntry),
     waitForLine,
     kill: (signal) => void child.kill(signal),
     async stop() {

@@ -40,7 +40,7 @@ export interface EchoStack {
   clickhouse: TestClickHouse;
   peerdb: PeerDbDouble;
   temporal: Client;
-  /** `echodb run --roles worker` as a child process, as in production. */
+  /** `echodb run --roles worker` (or the roles asked for) as a child process, as in production. */
   worker: EchoProcess;
   /** Does the listener's job for the events pending in the outbox, in this process: dispatches them in id order. */
   dispatchPending(): Promise<void>;
@@ -57,7 +57,11 @@ export interface EchoStack {
 export async function startEchoStack(
   overrides: Record<string, string> | ((schema: string) => Record<string, string>) = {},
   servers: ServerSettings = inject('servers'),
-  options: { beforeSetup?: (sql: pg.Client, schema: string) => Promise<void> } = {},
+  options: {
+    beforeSetup?: (sql: pg.Client, schema: string) => Promise<void>;
+    /** The roles of the `echodb run` process (default: the worker alone; the test dispatches). */
+    roles?: string[];
+  } = {},
 ): Promise<EchoStack> {
   const suffix = crypto.randomBytes(4).toString('hex');
   const schema = `s_${suffix}`;
@@ -91,6 +95,8 @@ export async function startEchoStack(
       VERIFY_INTERVAL: '0.3',
       VERIFY_ATTEMPTS: '3',
       RETRY_BACKOFF: '0.5',
+      // The worker creates the verify-all schedule at start-up: once a year keeps it from firing during a test.
+      CONSISTENCY_CHECK_INTERVAL: '31536000',
       TEMPORAL_ADDRESS: servers.temporal.address,
       TEMPORAL_NAMESPACE: servers.temporal.namespace,
       TEMPORAL_TASK_QUEUE: `echodb-test-${suffix}`,
@@ -98,7 +104,7 @@ export async function startEchoStack(
       ...(typeof overrides === 'function' ? overrides(schema) : overrides),
   };
   const config = loadConfig({ envFile: false, env });
-  const worker = await startEchoProcess(env);
+  const worker = await startEchoProcess(env, options.roles);
   const connection = await Connection.connect({ address: config.temporal.address });
   const temporal = new Client({ connection, namespace: config.temporal.namespace });
 

@@ -1,0 +1,91 @@
+import type { ClickHouseClient } from '@clickhouse/client';
+import type { Client } from '@temporalio/client';
+import type { Redis } from 'ioredis';
+import type pg from 'pg';
+import type { PeerDbClient } from '../lib/peerdb/client.js';
+import { readMigrations } from '../sql/migrations.js';
+
+export interface ReadinessDependencies {
+  postgres: pg.Pool;
+  clickhouse: ClickHouseClient;
+  temporal: Client;
+  peerdb: PeerDbClient;
+  /** null when leader election does not use Redis: then it is not checked. */
+  redis: Redis | null;
+}
+
+export type CheckResult = { ok: true; ms: number } | { ok: false; ms: number; error: string };
+
+export interface Readiness {
+  ready: boolean;
+  checks: Record<string, CheckResult>;
+  /** `<dependency>: <why>` for each failed check. */
+  failed: string[];
+}
+
+/** How long one dependency may take to answer. */
+const CHECK_TIMEOUT_MS = 5_000;
+
+async function timed(work: () => Promise<void>): Promise<CheckResult> {
+  const startedAt = performance.now();
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    await Promise.race([
+      work(),
+      new Promise((_, reject) => {
+        timer = setTimeout(() => reject(new Error(`no answer within ${CHECK_TIMEOUT_MS} ms`)), CHECK_TIMEOUT_MS);
+      }),
+    ]);
+    return { ok: true, ms: Math.round(performance.now() - startedAt) };
+  } catch (error) {
+    const message = error instanceof Error ? error.message : String(error);
+    return { ok: false, ms: Math.round(performance.now() - startedAt), error: message || String(error) };
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/**
+ * Asks every dependency for a real answer, all at once: PostgreSQL (with EchoDB's tables at this release's
+ * migration), ClickHouse (a query: its ping succeeds even with a wrong password), Temporal, Redis when leader
+ * election uses it, and PeerDB's Flow API.
+ */
+export async function checkReadiness(deps: ReadinessDependencies): Promise<Readiness> {
+  const expected = Math.max(...readMigrations().map((m) => m.version));
+  const checks: Record<string, () => Promise<void>> = {
+    postgres: async () => {
+      const { rows } = await deps.postgres.query<{ installed: boolean }>(
+        "SELECT to_regclass('echodb.schema_migrations') IS NOT NULL AS installed",
+      );
+      if (!rows[0]?.installed) throw new Error('EchoDB is not installed in this database: run echodb setup');
+      const { rows: versions } = await deps.postgres.query<{ version: number }>(
+        'SELECT max(version) AS version FROM echodb.schema_migrations',
+      );
+      const version = versions[0]?.version ?? 0;
+      if (version < expected) throw new Error(`EchoDB's tables are at migration ${version}, this release needs ${expected}: run echodb setup`);
+    },
+    clickhouse: async () => {
+      await (await deps.clickhouse.query({ query: 'SELECT 1', format: 'JSONEachRow' })).json();
+    },
+    temporal: async () => {
+      const { connection } = deps.temporal;
+      await connection.withDeadline(Date.now() + CHECK_TIMEOUT_MS, () => connection.workflowService.getSystemInfo({}));
+    },
+    ...(deps.redis && {
+      redis: async () => {
+        const redis = deps.redis!;
+        // Connected on first use; later, while ioredis reconnects, commands fail at once (no offline queue).
+        if (redis.status === 'wait') await redis.connect();
+        await redis.ping();
+      },
+    }),
+    peerdb: async () => {
+      await deps.peerdb.listMirrors();
+    },
+  };
+  const results = Object.fromEntries(
+    await Promise.all(Object.entries(checks).map(async ([name, check]) => [name, await timed(check)] as const)),
+  );
+  const failed = Object.entries(results).flatMap(([name, result]) => (result.ok ? [] : [`${name}: ${result.error}`]));
+  return { ready: failed.length === 0, checks: results, failed };
+}

@@ -1,0 +1,150 @@
+// Read-only views of EchoDB's durable state (the echodb.* tables of the source database), for the HTTP API and
+// `echodb status`. Every value that comes from a request is a parameter: no SQL is built from input.
+import type { DurableFigures } from '../lib/metrics.js';
+import { mirroredTables, type SourceQuery } from '../lib/mirrored-tables.js';
+import { sourceTableIdentifier } from '../lib/naming.js';
+import type { DdlEventRow } from '../sql/ddl-events.js';
+import type { TableRef } from '../workflows/model.js';
+
+/** The outbox statuses (sql/001_outbox.sql). */
+export const EVENT_STATUSES = ['pending', 'dispatched', 'skipped', 'failed'] as const;
+export type EventStatus = (typeof EVENT_STATUSES)[number];
+
+export interface VerificationRow {
+  workflow_id: string;
+  mirror: string;
+  schema_name: string;
+  table_name: string;
+  destination: string;
+  status: 'match' | 'mismatch' | 'error';
+  postgres_count: string | null;
+  clickhouse_count: string | null;
+  attempts: number;
+  error: string | null;
+  verified_at: Date;
+}
+
+export interface MirrorOperationRow {
+  mirror: string;
+  operation: string;
+  tables: string[];
+  result: 'succeeded' | 'failed';
+  error: string | null;
+  workflow_id: string;
+  created_at: Date;
+}
+
+export async function durableFigures(query: SourceQuery): Promise<DurableFigures> {
+  const [outbox, operations, verifications, tables] = await Promise.all([
+    query<{ pending: string; oldest_age: number | null }>(
+      `SELECT count(*) AS pending, extract(epoch FROM clock_timestamp() - min(created_at))::float8 AS oldest_age
+         FROM echodb.ddl_events WHERE status = 'pending'`,
+      [],
+    ),
+    query<{ operation: string; result: string; count: string }>(
+      'SELECT operation, result, count(*) AS count FROM echodb.mirror_operations GROUP BY 1, 2 ORDER BY 1, 2',
+      [],
+    ),
+    query<{ status: string; count: string }>(
+      'SELECT status, count(*) AS count FROM echodb.verifications GROUP BY 1 ORDER BY 1',
+      [],
+    ),
+    query<{ mirrored: string; mismatched: string }>(
+      // A claim's source is schema.table split at the first dot (lib/naming.ts), which lets the latest
+      // verification of each table come from the (schema_name, table_name, id) index.
+      `SELECT count(*) AS mirrored, count(*) FILTER (WHERE latest.status = 'mismatch') AS mismatched
+         FROM echodb.destination_claims c
+         CROSS JOIN LATERAL (SELECT split_part(c.source, '.', 1) AS schema_name) s
+         LEFT JOIN LATERAL (
+           SELECT v.status FROM echodb.verifications v
+            WHERE v.schema_name = s.schema_name AND v.table_name = substr(c.source, length(s.schema_name) + 2)
+            ORDER BY v.id DESC LIMIT 1) latest ON true`,
+      [],
+    ),
+  ]);
+  return {
+    outbox: { pending: Number(outbox.rows[0]?.pending ?? 0), oldestPendingAgeSeconds: outbox.rows[0]?.oldest_age ?? null },
+    mirrorOperations: operations.rows.map((row) => ({ ...row, count: Number(row.count) })),
+    verifications: verifications.rows.map((row) => ({ ...row, count: Number(row.count) })),
+    mirroredTables: Number(tables.rows[0]?.mirrored ?? 0),
+    tablesMismatched: Number(tables.rows[0]?.mismatched ?? 0),
+  };
+}
+
+/** The latest failed mirror operation, or null. */
+export async function lastMirrorFailure(query: SourceQuery): Promise<MirrorOperationRow | null> {
+  const { rows } = await query<MirrorOperationRow>(
+    `SELECT mirror, operation, tables, result, error, workflow_id, created_at
+       FROM echodb.mirror_operations WHERE result = 'failed' ORDER BY id DESC LIMIT 1`,
+    [],
+  );
+  return rows[0] ?? null;
+}
+
+/** Outbox rows, newest first, optionally of one status and older than an id (paging). */
+export async function outboxEvents(
+  query: SourceQuery,
+  filter: { status?: EventStatus; limit: number; beforeId?: string },
+): Promise<DdlEventRow[]> {
+  const { rows } = await query<DdlEventRow>(
+    `SELECT * FROM echodb.ddl_events
+      WHERE ($1::text IS NULL OR status = $1::text) AND ($2::bigint IS NULL OR id < $2::bigint)
+      ORDER BY id DESC LIMIT $3`,
+    [filter.status ?? null, filter.beforeId ?? null, filter.limit],
+  );
+  return rows;
+}
+
+/** The latest verification of each table, newest first (at most `limit`). */
+export async function latestVerifications(query: SourceQuery, limit: number): Promise<VerificationRow[]> {
+  const { rows } = await query<VerificationRow>(
+    `SELECT * FROM (
+       SELECT DISTINCT ON (schema_name, table_name) workflow_id, mirror, schema_name, table_name, destination,
+              status, postgres_count, clickhouse_count, attempts, error, verified_at
+         FROM echodb.verifications ORDER BY schema_name, table_name, id DESC) latest
+      ORDER BY verified_at DESC LIMIT $1`,
+    [limit],
+  );
+  return rows;
+}
+
+export interface MirrorOverview {
+  mirror: string;
+  tables: { table: TableRef & { destination: string }; lastVerification: VerificationRow | null }[];
+  lastOperation: MirrorOperationRow | null;
+}
+
+/** Each mirror with its tables (durable state), each table's latest verification and the mirror's last operation. */
+export async function mirrorsOverview(query: SourceQuery): Promise<MirrorOverview[]> {
+  const [tables, verifications, operations] = await Promise.all([
+    mirroredTables(query),
+    latestVerifications(query, 100_000),
+    query<MirrorOperationRow>(
+      `SELECT DISTINCT ON (mirror) mirror, operation, tables, result, error, workflow_id, created_at
+         FROM echodb.mirror_operations ORDER BY mirror, id DESC`,
+      [],
+    ),
+  ]);
+  const verificationOf = new Map(verifications.map((row) => [sourceTableIdentifier({ schema: row.schema_name, table: row.table_name }), row]));
+  const operationOf = new Map(operations.rows.map((row) => [row.mirror, row]));
+  const mirrors = new Map<string, MirrorOverview>();
+  for (const { mirror, schema, table, destination, source } of tables) {
+    let overview = mirrors.get(mirror);
+    if (overview === undefined) {
+      overview = { mirror, tables: [], lastOperation: operationOf.get(mirror) ?? null };
+      mirrors.set(mirror, overview);
+    }
+    overview.tables.push({ table: { schema, table, destination }, lastVerification: verificationOf.get(source) ?? null });
+  }
+  return [...mirrors.values()];
+}
+
+/** Whether PostgreSQL has a table (ordinary or partitioned) of exactly this schema and name. */
+export async function tableExists(query: SourceQuery, { schema, table }: TableRef): Promise<boolean> {
+  const { rows } = await query(
+    `SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+      WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind IN ('r', 'p')`,
+    [schema, table],
+  );
+  return rows.length > 0;
+}

@@ -1,0 +1,172 @@
+// The operator commands that look at a running deployment: verify, verify-all and status. They start workflows
+// and read EchoDB's tables, like the HTTP API (api/), and print for a terminal or, with --json, for scripts.
+import type { Client } from '@temporalio/client';
+import { pino } from 'pino';
+import { createBreakers } from '../lib/circuit-breaker.js';
+import type { Config } from '../lib/config.js';
+import type { SourceQuery } from '../lib/mirrored-tables.js';
+import { qualifiedName } from '../lib/naming.js';
+import { PeerDbClient } from '../lib/peerdb/client.js';
+import { createPostgresPool } from '../lib/postgres.js';
+import { withTemporalClient } from '../lib/temporal-client.js';
+import { advisoryLockHolder } from '../listener/advisory-lock-lease.js';
+import { redisLeaseHolder } from '../listener/redis-lease.js';
+import { durableFigures, latestVerifications, mirrorsOverview } from '../api/state.js';
+import {
+  findMirroredTable,
+  resultWithin,
+  startVerify,
+  startVerifyAll,
+  verificationJson,
+  verifyAllJson,
+} from '../api/verification.js';
+import type { TableRef, VerificationResult, VerifyAllReport } from '../workflows/model.js';
+
+/** What a command found, for its exit code: all well, a problem found (mismatch), or the job not done. */
+export type Outcome = 'ok' | 'found' | 'failure';
+
+export interface OperationOptions {
+  json?: boolean;
+  /** Seconds to wait for the result; undefined waits as long as it takes. */
+  wait?: number;
+}
+
+async function withSource<T>(config: Config, use: (query: SourceQuery) => Promise<T>): Promise<T> {
+  const pool = createPostgresPool(config.postgres, 'echodb-cli');
+  try {
+    return await use((text, values) => pool.query(text, values));
+  } finally {
+    await pool.end();
+  }
+}
+
+async function awaitResult<T>(temporal: Client, handle: Parameters<typeof resultWithin>[1], wait: number | undefined): Promise<T> {
+  const result = await resultWithin<T>(temporal, handle, wait === undefined ? 2 ** 31 - 1 : wait * 1000);
+  if (result === undefined) {
+    throw new Error(`${handle.workflowId} still runs after ${wait} s; follow it in the Temporal UI or GET /verifications/${encodeURIComponent(handle.workflowId)}`);
+  }
+  return result;
+}
+
+const counts = (r: VerificationResult) => `PostgreSQL ${r.postgresCount ?? '?'}, ClickHouse ${r.clickhouseCount ?? '?'}`;
+
+function describeVerification(result: VerificationResult): string {
+  const table = qualifiedName(result);
+  if (result.status === 'match') return `${table} match: ${counts(result)}`;
+  if (result.status === 'mismatch') {
+    return `${table} mismatch: ${counts(result)}, difference ${result.difference} after ${result.attempts} attempt(s)`;
+  }
+  return `${table} error: ${result.error ?? 'a side could not be counted'}`;
+}
+
+/** `echodb verify <schema.table>`: counts one mirrored table on both sides now. */
+export async function verifyTable(config: Config, ref: TableRef, options: OperationOptions): Promise<Outcome> {
+  return withSource(config, (query) =>
+    withTemporalClient(config.temporal, async (temporal) => {
+      const table = await findMirroredTable(query, ref);
+      const handle = await startVerify({ config, temporal, query }, table);
+      const result = await awaitResult<VerificationResult>(temporal, handle, options.wait);
+      console.log(options.json ? JSON.stringify(verificationJson(result), null, 2) : `verify: ${describeVerification(result)} (workflow ${result.workflowId})`);
+      return result.status === 'match' ? 'ok' : result.status === 'mismatch' ? 'found' : 'failure';
+    }),
+  );
+}
+
+/** `echodb verify-all`: reconcile, then every mirrored table. */
+export async function verifyAll(config: Config, options: OperationOptions): Promise<Outcome> {
+  return withSource(config, (query) =>
+    withTemporalClient(config.temporal, async (temporal) => {
+      const handle = await startVerifyAll({ config, temporal, query });
+      const report = await awaitResult<VerifyAllReport>(temporal, handle, options.wait);
+      if (options.json) {
+        console.log(JSON.stringify(verifyAllJson(report, handle.workflowId), null, 2));
+      } else {
+        console.log(
+          `verify-all: ${report.tables} tables: ${report.matched} match, ${report.mismatched} mismatch, ` +
+            `${report.errors} error(s) (workflow ${handle.workflowId})`,
+        );
+        for (const result of report.results) if (result.status !== 'match') console.log(`  ${describeVerification(result)}`);
+        if (report.reconcile === null) console.log('  reconcile did not run');
+        else console.log(`  reconcile: ${report.reconcile.added.length} to add, ${report.reconcile.removed.length} to remove`);
+      }
+      return report.mismatched > 0 ? 'found' : report.errors > 0 ? 'failure' : 'ok';
+    }),
+  );
+}
+
+/** The state of PeerDB's mirrors by name, or why it could not be read. */
+async function peerDbStates(config: Config): Promise<Map<string, string> | Error> {
+  const peerdb = new PeerDbClient({
+    baseUrl: config.peerdb.apiUrl,
+    requestTimeoutMs: Math.min(config.peerdb.requestTimeoutMs, 5000),
+    breaker: createBreakers(config, pino({ level: 'silent' })).peerdb,
+  });
+  try {
+    return new Map((await peerdb.listMirrors()).map((mirror) => [mirror.name, mirror.status]));
+  } catch (error) {
+    return error instanceof Error ? error : new Error(String(error));
+  }
+}
+
+/** `echodb status`: the leader, the outbox, the mirrors and the latest verifications. */
+export async function status(config: Config, options: OperationOptions): Promise<Outcome> {
+  return withSource(config, async (query): Promise<Outcome> => {
+    const [leader, figures, mirrors, verifications, states] = await Promise.all([
+      config.redis ? redisLeaseHolder(config.redis).catch((error: Error) => error) : advisoryLockHolder(query),
+      durableFigures(query),
+      mirrorsOverview(query),
+      latestVerifications(query, 20),
+      peerDbStates(config),
+    ]);
+    const report = {
+      leader: leader instanceof Error
+        ? { error: `Redis: ${leader.message}` }
+        : leader && { worker_id: leader.workerId, backend: leader.backend, expires_in_ms: leader.expiresInMs },
+      outbox: { pending: figures.outbox.pending, oldest_pending_age_seconds: figures.outbox.oldestPendingAgeSeconds },
+      mirrors: mirrors.map(({ mirror, tables, lastOperation }) => ({
+        mirror,
+        peerdb_state: states instanceof Error ? null : (states.get(mirror) ?? 'not found'),
+        tables: tables.length,
+        last_operation: lastOperation && {
+          operation: lastOperation.operation,
+          result: lastOperation.result,
+          error: lastOperation.error,
+          at: lastOperation.created_at.toISOString(),
+        },
+      })),
+      ...(states instanceof Error && { peerdb_error: states.message }),
+      verifications: verifications.map((row) => ({
+        table: qualifiedName({ schema: row.schema_name, table: row.table_name }),
+        status: row.status,
+        postgres_count: row.postgres_count === null ? null : Number(row.postgres_count),
+        clickhouse_count: row.clickhouse_count === null ? null : Number(row.clickhouse_count),
+        at: row.verified_at.toISOString(),
+      })),
+    };
+    if (options.json) {
+      console.log(JSON.stringify(report, null, 2));
+      return 'ok';
+    }
+    const { leader: lead, outbox } = report;
+    console.log(
+      `leader:  ${lead === null ? 'none' : 'error' in lead ? `unknown (${lead.error})` : `${lead.worker_id} (${lead.backend === 'redis' ? `Redis lease, ${Math.ceil((lead.expires_in_ms ?? 0) / 1000)} s left` : 'PostgreSQL advisory lock'})`}`,
+    );
+    console.log(
+      `outbox:  ${outbox.pending} pending${outbox.oldest_pending_age_seconds === null ? '' : `, the oldest for ${Math.round(outbox.oldest_pending_age_seconds)} s`}`,
+    );
+    const tableCount = report.mirrors.reduce((sum, mirror) => sum + mirror.tables, 0);
+    console.log(`mirrors: ${report.mirrors.length} mirror(s), ${tableCount} table(s)${report.peerdb_error ? `; PeerDB: ${report.peerdb_error}` : ''}`);
+    for (const mirror of report.mirrors) {
+      const last = mirror.last_operation;
+      console.log(
+        `  ${mirror.mirror}  ${mirror.peerdb_state ?? 'state unknown'}  ${mirror.tables} table(s)` +
+          (last ? `  last: ${last.operation} ${last.result} at ${last.at}${last.error ? ` (${last.error})` : ''}` : ''),
+      );
+    }
+    console.log(`verifications: latest of ${report.verifications.length} table(s), newest first`);
+    for (const row of report.verifications) {
+      console.log(`  ${row.status.padEnd(8)}  ${row.table}  PostgreSQL ${row.postgres_count ?? '?'}, ClickHouse ${row.clickhouse_count ?? '?'}  at ${row.at}`);
+    }
+    return 'ok';
+  });
+}

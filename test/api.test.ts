@@ -1,0 +1,420 @@
+import parsePrometheusTextFormat from 'parse-prometheus-text-format';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { freePorts } from '../lib/local-servers/ports.js';
+import { runCli } from './support/cli.js';
+import { startEchoProcess, type EchoProcess } from './support/echo-process.js';
+import { startEchoStack, type EchoStack } from './support/echo-stack.js';
+import { until } from './support/until.js';
+
+/** A table name with everything PostgreSQL allows and URLs, SQL and shells dislike. */
+const ODD = 'Odd "name"; ü & ?x=1';
+
+/** The shapes the API answers, as far as the tests read them. */
+interface ErrorBody { error: string }
+interface Health { worker_id: string }
+interface Check { ok: boolean; error?: string }
+interface Readiness { ready: boolean; checks: Record<'postgres' | 'clickhouse' | 'temporal' | 'redis' | 'peerdb', Check>; failed: string[] }
+interface MetricsJson { is_leader: boolean; mirrors_created: number; mirrors_dropped: number; mirrors_failed: number; uptime_seconds: number }
+interface Verification { table: string; match: boolean; timestamp: string }
+interface Pending { poll: string; workflow_id: string }
+interface VerifyAll { summary: unknown; results: Verification[]; reconcile: unknown; workflow_id: string }
+interface Mirrors { mirrors: { mirror: string; tables: { name: string }[] }[] }
+interface Events { events: { id: number; status: string; table: string }[]; next: string }
+
+let stack: EchoStack;
+let api: string;
+let checkerPort: number;
+const others: EchoProcess[] = [];
+
+async function get(path: string, headers: Record<string, string> = {}, base = api) {
+  const response = await fetch(`${base}${path}`, { headers });
+  const text = await response.text();
+  return { status: response.status, type: response.headers.get('content-type') ?? '', text, json: <T = Record<string, unknown>>() => JSON.parse(text) as T };
+}
+
+const verifyPath = (table: string, extra = '') =>
+  `/verify?${new URLSearchParams({ schema: stack.schema, table }).toString()}${extra}`;
+
+/** Another replica with only the api role, configured like the stack but for `env`. */
+async function startApiReplica(env: Record<string, string>): Promise<{ url: string; process: EchoProcess }> {
+  const [port, otherPort] = await freePorts(2);
+  const replica = await startEchoProcess(
+    { ...stack.env, WORKER_ID: `api-${port}`, HEALTH_PORT: String(port), CONSISTENCY_CHECKER_PORT: String(otherPort), ...env },
+    ['api'],
+  );
+  others.push(replica);
+  return { url: `http://127.0.0.1:${port}`, process: replica };
+}
+
+beforeAll(async () => {
+  const { redis } = inject('servers');
+  const [healthPort, port] = await freePorts(2);
+  checkerPort = port!;
+  stack = await startEchoStack(
+    {
+      HEALTH_PORT: String(healthPort),
+      CONSISTENCY_CHECKER_PORT: String(checkerPort),
+      REDIS_HOST: redis.host,
+      REDIS_PORT: String(redis.port),
+      REDIS_PASSWORD: redis.password,
+      LEADER_ELECTION_TTL: '3',
+      LEADER_ELECTION_INTERVAL: '1',
+      OUTBOX_POLL_INTERVAL: '1',
+      API_VERIFY_WAIT: '20',
+    },
+    inject('servers'),
+    { roles: ['worker', 'listener', 'api'] },
+  );
+  api = `http://127.0.0.1:${healthPort}`;
+  const { sql, schema } = stack;
+  await sql.query(`CREATE TABLE ${schema}.users (id int PRIMARY KEY, name text)`);
+  await sql.query(`INSERT INTO ${schema}.users SELECT g, 'u' || g FROM generate_series(1, 5) g`);
+  await sql.query(`CREATE TABLE ${schema}.${sql.escapeIdentifier(ODD)} (id int PRIMARY KEY)`);
+  await sql.query(`INSERT INTO ${schema}.${sql.escapeIdentifier(ODD)} VALUES (1), (2)`);
+  // The listener of the `echodb run` process dispatches them; their verifications prove them mirrored.
+  await stack.waitForVerification('users', 1, 60_000);
+  await stack.waitForVerification(ODD, 1, 60_000);
+}, 180_000);
+
+afterAll(async () => {
+  await Promise.all(others.map((replica) => replica.stop()));
+  await stack?.close();
+});
+
+describe('GET /health and /ready', () => {
+  it('answers /health with the replica and its roles, without a token', async () => {
+    const response = await get('/health');
+    expect(response.status).toBe(200);
+    expect(response.json()).toMatchObject({
+      status: 'ok',
+      worker_id: stack.env.WORKER_ID,
+      roles: ['worker', 'listener', 'api'],
+      worker_state: 'RUNNING',
+    });
+  });
+
+  it('serves the same API on CONSISTENCY_CHECKER_PORT, as the original consistency checker did', async () => {
+    const response = await get('/health', {}, `http://127.0.0.1:${checkerPort}`);
+    expect(response.status).toBe(200);
+    expect(response.json<Health>().worker_id).toBe(stack.env.WORKER_ID);
+  });
+
+  it('is ready when PostgreSQL, ClickHouse, Temporal, Redis and PeerDB all answer', async () => {
+    const response = await get('/ready');
+    expect(response.status).toBe(200);
+    const body = response.json<Readiness>();
+    expect(body.ready).toBe(true);
+    expect(Object.keys(body.checks).sort()).toEqual(['clickhouse', 'peerdb', 'postgres', 'redis', 'temporal']);
+    for (const check of Object.values(body.checks)) expect(check).toMatchObject({ ok: true });
+    expect(body.failed).toEqual([]);
+  });
+
+  it('answers 503 naming each dependency that failed, and why', async () => {
+    const [closed] = await freePorts(1);
+    const replica = await startApiReplica({
+      PEERDB_API_URL: `http://127.0.0.1:${closed}`,
+      CLICKHOUSE_PASSWORD: 'wrong-password',
+      REDIS_PORT: String(closed),
+    });
+    const response = await get('/ready', {}, replica.url);
+    expect(response.status).toBe(503);
+    const body = response.json<Readiness>();
+    expect(body.ready).toBe(false);
+    expect(body.checks.postgres.ok).toBe(true);
+    expect(body.checks.temporal.ok).toBe(true);
+    expect(body.failed.map((line: string) => line.split(':')[0]).sort()).toEqual(['clickhouse', 'peerdb', 'redis']);
+    expect(body.checks.clickhouse.error).toMatch(/password|Authentication/i);
+
+    // What needs no PeerDB still answers; the mirrors' PeerDB state says why it is missing.
+    const { mirrors } = (await get('/mirrors', {}, replica.url)).json<Mirrors>();
+    expect(mirrors[0]).toMatchObject({ mirror: `echodb_${stack.schema}`, peerdb: { state: null, error: expect.stringMatching(/^PeerDB: /) as unknown } });
+  });
+
+  it('answers 503 while PostgreSQL is unreachable, and /metrics says it is not connected', async () => {
+    const [closed] = await freePorts(1);
+    const replica = await startApiReplica({ POSTGRES_PORT: String(closed) });
+    const ready = await get('/ready', {}, replica.url);
+    expect(ready.status).toBe(503);
+    expect(ready.json<Readiness>().failed).toEqual([expect.stringMatching(/^postgres: .*ECONNREFUSED/) as unknown]);
+    const metrics = (await get('/metrics', {}, replica.url)).json<Record<string, unknown>>();
+    expect(metrics).toMatchObject({ running: true, connected: false, mirrors_created: null, mirrors_failed: null });
+    expect(metrics.last_error).toMatch(/^PostgreSQL: /);
+    const events = await get('/events', {}, replica.url);
+    expect(events.status).toBe(503);
+    expect(events.json<ErrorBody>().error).toMatch(/^unavailable: /);
+  });
+});
+
+describe('GET /metrics', () => {
+  it("answers the original manual's JSON, mirror counts from durable state", async () => {
+    await until(async () => (await get('/metrics')).json<MetricsJson>().is_leader, (isLeader) => isLeader === true, 15_000);
+    const body = (await get('/metrics')).json<MetricsJson>();
+    const { rows } = await stack.sql.query<{ created: string; failed: string }>(
+      `SELECT count(*) FILTER (WHERE operation = 'create' AND result = 'succeeded') AS created,
+              count(*) FILTER (WHERE result = 'failed') AS failed FROM echodb.mirror_operations`,
+    );
+    expect(Object.keys(body).sort()).toEqual([
+      'circuit_breakers', 'connected', 'is_leader', 'last_error', 'mirrors_created', 'mirrors_dropped',
+      'mirrors_failed', 'roles', 'running', 'uptime_seconds', 'worker_id',
+    ]);
+    expect(body).toMatchObject({
+      running: true,
+      connected: true,
+      worker_id: stack.env.WORKER_ID,
+      is_leader: true,
+      mirrors_created: Number(rows[0]!.created),
+      mirrors_dropped: 0,
+      mirrors_failed: Number(rows[0]!.failed),
+      last_error: null,
+      circuit_breakers: {
+        peerdb_api: { state: 'closed', failures: 0 },
+        postgres_connection: { state: 'closed', failures: 0 },
+      },
+    });
+    expect(body.mirrors_created).toBeGreaterThanOrEqual(1);
+    expect(body.uptime_seconds).toEqual(expect.any(Number));
+  });
+
+  it('gives the same mirror counts on every replica, leader or not', async () => {
+    const replica = await startApiReplica({});
+    const [mine, theirs] = await Promise.all([get('/metrics'), get('/metrics', {}, replica.url)]);
+    const counts = (body: MetricsJson) => [body.mirrors_created, body.mirrors_dropped, body.mirrors_failed];
+    expect(counts(theirs.json<MetricsJson>())).toEqual(counts(mine.json<MetricsJson>()));
+    expect(theirs.json<MetricsJson>().is_leader).toBe(false);
+  });
+
+  it('serves Prometheus text that a Prometheus parser reads, with EchoDB\'s and the Temporal SDK\'s metrics', async () => {
+    const response = await get('/metrics/prometheus');
+    expect(response.status).toBe(200);
+    expect(response.type).toMatch(/^text\/plain/);
+    const families = new Map(parsePrometheusTextFormat(response.text).map((family) => [family.name, family]));
+    const value = (name: string, labels: Record<string, string> = {}) =>
+      Number(families.get(name)?.metrics.find((m) => Object.entries(labels).every(([k, v]) => m.labels?.[k] === v))?.value);
+
+    expect(value('echodb_events_dispatched_total', { outcome: 'dispatched' })).toBeGreaterThanOrEqual(2);
+    const latency = families.get('echodb_ddl_dispatch_latency_seconds');
+    expect(latency?.type).toBe('HISTOGRAM');
+    expect(Number(latency?.metrics[0]?.count)).toBeGreaterThanOrEqual(2);
+    expect(value('echodb_outbox_backlog_events')).toBe(0);
+    expect(value('echodb_outbox_oldest_pending_age_seconds')).toBe(0);
+    expect(value('echodb_mirror_operations', { operation: 'create', result: 'succeeded' })).toBeGreaterThanOrEqual(1);
+    expect(value('echodb_verifications', { status: 'match' })).toBeGreaterThanOrEqual(2);
+    expect(value('echodb_mirrored_tables')).toBe(2);
+    expect(value('echodb_is_leader')).toBe(1);
+    expect(value('echodb_circuit_breaker_state', { breaker: 'peerdb_api', state: 'closed' })).toBe(1);
+    expect(value('echodb_circuit_breaker_state', { breaker: 'postgres_connection', state: 'open' })).toBe(0);
+    expect(families.has('echodb_process_resident_memory_bytes')).toBe(true);
+    // The SDK's own, from its exporter in this process: e.g. workflow task and poll figures.
+    expect([...families.keys()].filter((name) => name.startsWith('temporal_')).length).toBeGreaterThan(3);
+  });
+});
+
+describe('GET /verify', () => {
+  it("verifies a table and answers the original manual's JSON, with the workflow id", async () => {
+    const response = await get(verifyPath(ODD));
+    expect(response.status).toBe(200);
+    expect(response.json()).toMatchObject({
+      table: `"${stack.schema}"."${ODD.replaceAll('"', '""')}"`,
+      postgres_count: 2,
+      clickhouse_count: 2,
+      match: true,
+      difference: 0,
+      status: 'match',
+      mirror: `echodb_${stack.schema}`,
+      workflow_id: expect.stringMatching(/^echodb-verify:.*:on-demand:/) as unknown,
+    });
+    expect(new Date(response.json<Verification>().timestamp).getTime()).toBeGreaterThan(Date.now() - 60_000);
+  });
+
+  it('reports a mismatch with both counts and the difference', async () => {
+    // The PeerDB test double does no CDC: rows written after the snapshot never reach ClickHouse.
+    await stack.sql.query(`INSERT INTO ${stack.schema}.users VALUES (6, 'late'), (7, 'late')`);
+    const response = await get(verifyPath('users'));
+    expect(response.status).toBe(200);
+    expect(response.json()).toMatchObject({
+      table: `${stack.schema}.users`,
+      postgres_count: 7,
+      clickhouse_count: 5,
+      match: false,
+      difference: 2,
+      status: 'mismatch',
+      attempts: 3,
+    });
+  });
+
+  it('answers 202 with a URL to poll when the result takes longer than the wait', async () => {
+    const response = await get(verifyPath('users', '&wait=0'));
+    expect(response.status).toBe(202);
+    const { poll, workflow_id: workflowId } = response.json<Pending>();
+    expect(poll).toMatch(/^\/verifications\//);
+    const polled = await until(() => get(poll), (answer) => answer.status !== 202, 30_000);
+    expect(polled.status).toBe(200);
+    const result = polled.json();
+    expect(result).toMatchObject({ table: `${stack.schema}.users`, postgres_count: 7, clickhouse_count: 5, workflow_id: workflowId });
+  });
+
+  it('answers 404 for a table that does not exist or is in no mirror', async () => {
+    const missing = await get(verifyPath('no_such_table'));
+    expect(missing.status).toBe(404);
+    expect(missing.json<ErrorBody>().error).toBe(`PostgreSQL has no table ${stack.schema}.no_such_table`);
+
+    await stack.sql.query('CREATE TABLE public.unwatched (id int)');
+    const unwatched = await get(`/verify?schema=public&table=unwatched`);
+    expect(unwatched.status).toBe(404);
+    expect(unwatched.json<ErrorBody>().error).toMatch(/^table public.unwatched is in no mirror/);
+    expect((await get('/verifications/not-a-verification')).status).toBe(404);
+  });
+
+  it('answers 400 with the reason for a missing or malformed parameter', async () => {
+    const cases: [string, RegExp][] = [
+      [`/verify?schema=${stack.schema}`, /^table: required/],
+      [`/verify?schema=a&schema=b&table=users`, /^schema: give it once/],
+      [`/verify?schema=${stack.schema}&table=${'x'.repeat(64)}`, /^table: longer than PostgreSQL's 63-byte names/],
+      [`/verify?schema=${stack.schema}&table=users&wait=soon`, /^wait: "soon" is not a number of seconds/],
+      [`/verify?schema=${stack.schema}&tabel=users`, /^unknown parameter tabel/],
+      ['/events?status=lost', /^status: "lost" is not one of pending, dispatched, skipped, failed/],
+      ['/events?limit=0', /^limit: "0" is not an integer from 1 to 1000/],
+    ];
+    for (const [path, reason] of cases) {
+      const response = await get(path);
+      expect(response.status, path).toBe(400);
+      expect(response.json<ErrorBody>().error, path).toMatch(reason);
+    }
+  });
+});
+
+describe('GET /verify-all, /mirrors, /events', () => {
+  it('verifies every mirrored table after a reconcile and answers with a summary', async () => {
+    const response = await get('/verify-all');
+    expect(response.status).toBe(200);
+    const body = response.json<VerifyAll>();
+    expect(body.summary).toEqual({ tables: 2, matched: 1, mismatched: 1, errors: 0, match: false });
+    expect(body.results.map((r: { table: string; match: boolean }) => [r.table, r.match]).sort()).toEqual([
+      [`"${stack.schema}"."${ODD.replaceAll('"', '""')}"`, true],
+      [`${stack.schema}.users`, false],
+    ]);
+    expect(body.reconcile).toMatchObject({ added: [], removed: [] });
+    expect(body.workflow_id).toBe(`echodb-verify-all:${stack.env.TEMPORAL_TASK_QUEUE}`);
+  });
+
+  it('answers /verify-all with 202 and a URL to poll when it takes longer than the wait', async () => {
+    const response = await get('/verify-all?wait=0');
+    expect(response.status).toBe(202);
+    const { poll } = response.json<Pending>();
+    const polled = await until(() => get(poll), (answer) => answer.status !== 202, 30_000);
+    expect(polled.status).toBe(200);
+    expect(polled.json<VerifyAll>().summary).toEqual({ tables: 2, matched: 1, mismatched: 1, errors: 0, match: false });
+  });
+
+  it('lists each mirror with its tables, its PeerDB state and each table\'s last verification', async () => {
+    const { mirrors } = (await get('/mirrors')).json<Mirrors>();
+    expect(mirrors).toHaveLength(1);
+    expect(mirrors[0]).toMatchObject({
+      mirror: `echodb_${stack.schema}`,
+      peerdb: { state: 'STATUS_RUNNING', error: null },
+      last_operation: { result: 'succeeded' },
+    });
+    const users = mirrors[0]?.tables.find((t) => t.name === 'users');
+    expect(users).toMatchObject({
+      table: `${stack.schema}.users`,
+      schema: stack.schema,
+      destination: 'users',
+      last_verification: { status: 'mismatch', postgres_count: 7, clickhouse_count: 5, match: false, difference: 2 },
+    });
+  });
+
+  it('lists the outbox newest first, filtered by status, page by page', async () => {
+    const all = (await get('/events?status=dispatched')).json<Events>();
+    expect(all.events.length).toBeGreaterThanOrEqual(2);
+    expect(all.events.every((e: { status: string }) => e.status === 'dispatched')).toBe(true);
+    expect(all.events[0]).toMatchObject({ operation: 'create', schema: stack.schema, handled_by: stack.env.WORKER_ID });
+    const first = (await get('/events?status=dispatched&limit=1')).json<Events>();
+    expect(first.events).toHaveLength(1);
+    const second = (await get(first.next)).json<Events>();
+    expect(second.events[0]?.id).toBeLessThan(first.events[0]!.id);
+    const skipped = (await get('/events?status=skipped')).json<Events>();
+    expect(skipped.events.map((e: { table: string }) => e.table)).toContain('unwatched');
+  });
+
+  it('answers 404 with JSON for an unknown path', async () => {
+    const response = await get('/nothing-here');
+    expect(response.status).toBe(404);
+    expect(response.json<ErrorBody>().error).toBe('no route GET /nothing-here');
+  });
+});
+
+describe('API_TOKEN', () => {
+  it('asks every endpoint but /health and /ready for the bearer token', async () => {
+    const replica = await startApiReplica({ API_TOKEN: 's3cret token' });
+    expect((await get('/health', {}, replica.url)).status).toBe(200);
+    expect((await get('/ready', {}, replica.url)).status).toBe(200);
+    for (const path of ['/metrics', '/metrics/prometheus', '/mirrors', '/events', verifyPath('users')]) {
+      const refused = await get(path, {}, replica.url);
+      expect(refused.status, path).toBe(401);
+      expect(refused.json<ErrorBody>().error).toMatch(/Authorization: Bearer/);
+      expect((await get(path, { authorization: 'Bearer wrong' }, replica.url)).status, path).toBe(401);
+    }
+    const allowed = await get('/metrics', { authorization: 'Bearer s3cret token' }, replica.url);
+    expect(allowed.status).toBe(200);
+    expect(allowed.json<Health>().worker_id).toBe(replica.process.logEntries()[0]?.worker_id);
+  });
+
+  it('asks for none when API_TOKEN is unset', async () => {
+    expect((await get('/mirrors')).status).toBe(200);
+  });
+});
+
+describe('the CLI against a running deployment', () => {
+  it('verify prints the counts and exits 0 on a match, 3 on a mismatch, 1 for an unknown table', async () => {
+    const odd = await runCli(['verify', `${stack.schema}."${ODD.replaceAll('"', '""')}"`], stack.env);
+    expect(odd.stderr).toBe('');
+    expect(odd.code).toBe(0);
+    expect(odd.stdout).toMatch(/^verify: ".*" match: PostgreSQL 2, ClickHouse 2 \(workflow echodb-verify:/);
+
+    const users = await runCli(['verify', `${stack.schema}.USERS`, '--json'], stack.env);
+    expect(users.code).toBe(3);
+    expect(JSON.parse(users.stdout) as unknown).toMatchObject({ table: `${stack.schema}.users`, match: false, difference: 2 });
+
+    const missing = await runCli(['verify', `${stack.schema}.nope`], stack.env);
+    expect(missing.code).toBe(1);
+    expect(missing.stderr).toContain(`PostgreSQL has no table ${stack.schema}.nope`);
+
+    const malformed = await runCli(['verify', 'no-schema'], stack.env);
+    expect(malformed.code).toBe(2);
+    expect(malformed.stderr).toContain('expected schema.table');
+  });
+
+  it('verify-all prints the summary and what did not match, and exits 3', async () => {
+    const result = await runCli(['verify-all'], stack.env);
+    expect(result.code).toBe(3);
+    expect(result.stdout).toContain('verify-all: 2 tables: 1 match, 1 mismatch, 0 error(s)');
+    expect(result.stdout).toContain(`${stack.schema}.users mismatch: PostgreSQL 7, ClickHouse 5, difference 2`);
+  });
+
+  it('status shows the leader, the backlog, the mirrors and the latest verifications', async () => {
+    const result = await runCli(['status'], stack.env);
+    expect(result.code).toBe(0);
+    const lines = result.stdout.split('\n');
+    expect(lines[0]).toMatch(new RegExp(`^leader: +${stack.env.WORKER_ID} \\(Redis lease, \\d+ s left\\)$`));
+    expect(lines[1]).toBe('outbox:  0 pending');
+    expect(lines[2]).toBe('mirrors: 1 mirror(s), 2 table(s)');
+    expect(lines[3]).toMatch(new RegExp(`^  echodb_${stack.schema}  STATUS_RUNNING  2 table\\(s\\)  last: create succeeded`));
+    expect(result.stdout).toMatch(new RegExp(`mismatch  ${stack.schema}.users  PostgreSQL 7, ClickHouse 5`));
+
+    const json = JSON.parse((await runCli(['status', '--json'], stack.env)).stdout) as unknown;
+    expect(json).toMatchObject({ leader: { worker_id: stack.env.WORKER_ID, backend: 'redis' }, outbox: { pending: 0 } });
+  });
+});
+
+describe('logging', () => {
+  it('writes one JSON object per line, with the worker id, and workflow and event ids where there are some', () => {
+    const entries = stack.worker.logEntries();
+    const json = stack.worker.lines.filter((line) => line.startsWith('{'));
+    expect(entries.length).toBe(json.length);
+    expect(entries.every((entry) => entry.worker_id === stack.env.WORKER_ID)).toBe(true);
+    const dispatched = entries.find((entry) => entry.msg === 'listener: event dispatched' && entry.table === 'users');
+    expect(dispatched).toMatchObject({ level: 'info', event_id: expect.any(Number) as unknown, workflow_id: `echodb-mirror:echodb_${stack.schema}` });
+    // Temporal's own lines about a workflow's tasks carry its id.
+    expect(entries.some((entry) => typeof entry.workflow_id === 'string' && entry.workflow_id.startsWith('echodb-'))).toBe(true);
+  });
+});
