@@ -18,9 +18,10 @@ import {
   durableFigures,
   lastMirrorFailure,
   mirrorsOverview,
+  operationJson,
   outboxEvents,
+  verificationRowJson,
   type EventStatus,
-  type VerificationRow,
 } from './state.js';
 import {
   UnknownTable,
@@ -97,20 +98,6 @@ function tokenMatches(given: string, expected: string): boolean {
   const digest = (text: string) => crypto.createHash('sha256').update(text).digest();
   return crypto.timingSafeEqual(digest(given), digest(expected));
 }
-
-const verificationRowJson = (row: VerificationRow | null) =>
-  row && {
-    status: row.status,
-    postgres_count: row.postgres_count === null ? null : Number(row.postgres_count),
-    clickhouse_count: row.clickhouse_count === null ? null : Number(row.clickhouse_count),
-    match: row.status === 'match',
-    difference: row.postgres_count === null || row.clickhouse_count === null
-      ? null
-      : Number(row.postgres_count) - Number(row.clickhouse_count),
-    timestamp: row.verified_at.toISOString(),
-    error: row.error,
-    workflow_id: row.workflow_id,
-  };
 
 const eventJson = (row: DdlEventRow) => ({
   id: Number(row.id),
@@ -288,16 +275,9 @@ export function createApiApp(deps: ApiDependencies): express.Express {
           schema: table.schema,
           name: table.table,
           destination: table.destination,
-          last_verification: verificationRowJson(lastVerification),
+          last_verification: lastVerification && verificationRowJson(lastVerification),
         })),
-        last_operation: lastOperation && {
-          operation: lastOperation.operation,
-          result: lastOperation.result,
-          tables: lastOperation.tables,
-          error: lastOperation.error,
-          at: lastOperation.created_at.toISOString(),
-          workflow_id: lastOperation.workflow_id,
-        },
+        last_operation: lastOperation && operationJson(lastOperation),
       })),
     });
   });

@@ -1,8 +1,8 @@
 // Read-only views of EchoDB's durable state (the echodb.* tables of the source database), for the HTTP API and
 // `echodb status`. Every value that comes from a request is a parameter: no SQL is built from input.
 import type { DurableFigures } from '../lib/metrics.js';
-import { mirroredTables, type SourceQuery } from '../lib/mirrored-tables.js';
-import { sourceTableIdentifier } from '../lib/naming.js';
+import type { MirroredTable, SourceQuery } from '../lib/mirrored-tables.js';
+import { parseSourceTableIdentifier, qualifiedName } from '../lib/naming.js';
 import type { DdlEventRow } from '../sql/ddl-events.js';
 import type { TableRef } from '../workflows/model.js';
 
@@ -34,6 +34,19 @@ export interface MirrorOperationRow {
   created_at: Date;
 }
 
+/**
+ * Each mirrored table (its destination claim) beside its latest verification, as `c` and `latest`. A claim's
+ * source is schema.table split at the first dot (lib/naming.ts), which lets the latest verification of each
+ * table come from the (schema_name, table_name, id) index however long the history grows.
+ */
+const CLAIMS_WITH_LATEST_VERIFICATION = `
+  echodb.destination_claims c
+  CROSS JOIN LATERAL (SELECT split_part(c.source, '.', 1) AS schema_name) s
+  LEFT JOIN LATERAL (
+    SELECT v.* FROM echodb.verifications v
+     WHERE v.schema_name = s.schema_name AND v.table_name = substr(c.source, length(s.schema_name) + 2)
+     ORDER BY v.id DESC LIMIT 1) latest ON true`;
+
 export async function durableFigures(query: SourceQuery): Promise<DurableFigures> {
   const [outbox, operations, verifications, tables] = await Promise.all([
     query<{ pending: string; oldest_age: number | null }>(
@@ -50,15 +63,8 @@ export async function durableFigures(query: SourceQuery): Promise<DurableFigures
       [],
     ),
     query<{ mirrored: string; mismatched: string }>(
-      // A claim's source is schema.table split at the first dot (lib/naming.ts), which lets the latest
-      // verification of each table come from the (schema_name, table_name, id) index.
       `SELECT count(*) AS mirrored, count(*) FILTER (WHERE latest.status = 'mismatch') AS mismatched
-         FROM echodb.destination_claims c
-         CROSS JOIN LATERAL (SELECT split_part(c.source, '.', 1) AS schema_name) s
-         LEFT JOIN LATERAL (
-           SELECT v.status FROM echodb.verifications v
-            WHERE v.schema_name = s.schema_name AND v.table_name = substr(c.source, length(s.schema_name) + 2)
-            ORDER BY v.id DESC LIMIT 1) latest ON true`,
+         FROM ${CLAIMS_WITH_LATEST_VERIFICATION}`,
       [],
     ),
   ]);
@@ -116,25 +122,37 @@ export interface MirrorOverview {
 
 /** Each mirror with its tables (durable state), each table's latest verification and the mirror's last operation. */
 export async function mirrorsOverview(query: SourceQuery): Promise<MirrorOverview[]> {
-  const [tables, verifications, operations] = await Promise.all([
-    mirroredTables(query),
-    latestVerifications(query, 100_000),
+  const [tables, operations] = await Promise.all([
+    query<Pick<MirroredTable, 'mirror' | 'source' | 'destination'> & { verification: VerificationRow | null }>(
+      `SELECT c.mirror, c.source, c.destination,
+              CASE WHEN latest.id IS NULL THEN NULL ELSE json_build_object(
+                'workflow_id', latest.workflow_id, 'mirror', latest.mirror, 'schema_name', latest.schema_name,
+                'table_name', latest.table_name, 'destination', latest.destination, 'status', latest.status,
+                'postgres_count', latest.postgres_count::text, 'clickhouse_count', latest.clickhouse_count::text,
+                'attempts', latest.attempts, 'error', latest.error, 'verified_at', latest.verified_at) END AS verification
+         FROM ${CLAIMS_WITH_LATEST_VERIFICATION}
+        ORDER BY c.mirror, c.source`,
+      [],
+    ),
     query<MirrorOperationRow>(
       `SELECT DISTINCT ON (mirror) mirror, operation, tables, result, error, workflow_id, created_at
          FROM echodb.mirror_operations ORDER BY mirror, id DESC`,
       [],
     ),
   ]);
-  const verificationOf = new Map(verifications.map((row) => [sourceTableIdentifier({ schema: row.schema_name, table: row.table_name }), row]));
   const operationOf = new Map(operations.rows.map((row) => [row.mirror, row]));
   const mirrors = new Map<string, MirrorOverview>();
-  for (const { mirror, schema, table, destination, source } of tables) {
+  for (const { mirror, source, destination, verification } of tables.rows) {
     let overview = mirrors.get(mirror);
     if (overview === undefined) {
       overview = { mirror, tables: [], lastOperation: operationOf.get(mirror) ?? null };
       mirrors.set(mirror, overview);
     }
-    overview.tables.push({ table: { schema, table, destination }, lastVerification: verificationOf.get(source) ?? null });
+    overview.tables.push({
+      table: { ...parseSourceTableIdentifier(source), destination },
+      // json_build_object gives the time as text.
+      lastVerification: verification && { ...verification, verified_at: new Date(verification.verified_at) },
+    });
   }
   return [...mirrors.values()];
 }
@@ -147,4 +165,33 @@ export async function tableExists(query: SourceQuery, { schema, table }: TableRe
     [schema, table],
   );
   return rows.length > 0;
+}
+
+/** A stored verification as the API and `echodb status --json` show it. */
+export function verificationRowJson(row: VerificationRow) {
+  const postgres = row.postgres_count === null ? null : Number(row.postgres_count);
+  const clickhouse = row.clickhouse_count === null ? null : Number(row.clickhouse_count);
+  return {
+    table: qualifiedName({ schema: row.schema_name, table: row.table_name }),
+    status: row.status,
+    postgres_count: postgres,
+    clickhouse_count: clickhouse,
+    match: row.status === 'match',
+    difference: postgres === null || clickhouse === null ? null : postgres - clickhouse,
+    timestamp: row.verified_at.toISOString(),
+    error: row.error,
+    workflow_id: row.workflow_id,
+  };
+}
+
+/** A recorded mirror operation as the API and `echodb status --json` show it. */
+export function operationJson(row: MirrorOperationRow) {
+  return {
+    operation: row.operation,
+    result: row.result,
+    tables: row.tables,
+    error: row.error,
+    at: row.created_at.toISOString(),
+    workflow_id: row.workflow_id,
+  };
 }

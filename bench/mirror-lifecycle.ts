@@ -6,6 +6,7 @@ import type { DdlEventRow } from '../sql/ddl-events.js';
 import { startEchoStack } from '../test/support/echo-stack.js';
 import { tablesAddedBy } from '../test/peerdb-double/index.js';
 import { percentile, round } from './stats.js';
+import { createTablesInOneTransaction } from './tables.js';
 
 export interface MirrorBenchResult {
   strategy: 'per-schema' | 'per-table';
@@ -34,12 +35,7 @@ export async function measureMirrorLifecycle(
   );
   try {
     const { sql, schema } = stack;
-    await sql.query('BEGIN');
-    for (let i = 0; i < tables; i++) {
-      await sql.query(`CREATE TABLE ${schema}.t_${i} (id int PRIMARY KEY, payload text)`);
-      await sql.query(`INSERT INTO ${schema}.t_${i} SELECT g, 'row ' || g FROM generate_series(1, 10) g`);
-    }
-    await sql.query('COMMIT');
+    await createTablesInOneTransaction(sql, schema, tables);
     const committedAt = Date.now();
 
     const { rows } = await sql.query<DdlEventRow>("SELECT * FROM echodb.ddl_events WHERE status = 'pending' ORDER BY id");

@@ -12,7 +12,7 @@ import { parseTableArgument } from './table-argument.js';
 import type { TableRef } from '../workflows/model.js';
 import { ROLES, runRoles, type Role } from './run.js';
 import { reconcile } from '../listener/reconcile.js';
-import { Client, Connection } from '@temporalio/client';
+import type { Client } from '@temporalio/client';
 
 /**
  * Exit codes scripts can rely on. `found`: the check ran and found a problem (a mismatch, a nondeterministic
@@ -118,9 +118,7 @@ program
   )
   .action(async () => {
     const config = loadConfig();
-    const connection = await Connection.connect({ address: config.temporal.address });
-    try {
-      const client = new Client({ connection, namespace: config.temporal.namespace });
+    await withTemporalClient(config.temporal, async (client) => {
       const report = await reconcile(client, config.temporal.taskQueue);
       const lines = [
         ...report.added.map(({ mirror, table }) => `  add    ${table} to ${mirror}`),
@@ -130,9 +128,7 @@ program
       ];
       console.log(`reconcile: ${report.added.length} to add, ${report.removed.length} to remove`);
       if (lines.length > 0) console.log(lines.join('\n'));
-    } finally {
-      await connection.close();
-    }
+    });
   });
 
 program

@@ -11,7 +11,7 @@ import { createPostgresPool } from '../lib/postgres.js';
 import { withTemporalClient } from '../lib/temporal-client.js';
 import { advisoryLockHolder } from '../listener/advisory-lock-lease.js';
 import { redisLeaseHolder } from '../listener/redis-lease.js';
-import { durableFigures, latestVerifications, mirrorsOverview } from '../api/state.js';
+import { durableFigures, latestVerifications, mirrorsOverview, operationJson, verificationRowJson } from '../api/state.js';
 import {
   findMirroredTable,
   resultWithin,
@@ -127,21 +127,10 @@ export async function status(config: Config, options: OperationOptions): Promise
         mirror,
         peerdb_state: states instanceof Error ? null : (states.get(mirror) ?? 'not found'),
         tables: tables.length,
-        last_operation: lastOperation && {
-          operation: lastOperation.operation,
-          result: lastOperation.result,
-          error: lastOperation.error,
-          at: lastOperation.created_at.toISOString(),
-        },
+        last_operation: lastOperation && operationJson(lastOperation),
       })),
       ...(states instanceof Error && { peerdb_error: states.message }),
-      verifications: verifications.map((row) => ({
-        table: qualifiedName({ schema: row.schema_name, table: row.table_name }),
-        status: row.status,
-        postgres_count: row.postgres_count === null ? null : Number(row.postgres_count),
-        clickhouse_count: row.clickhouse_count === null ? null : Number(row.clickhouse_count),
-        at: row.verified_at.toISOString(),
-      })),
+      verifications: verifications.map(verificationRowJson),
     };
     if (options.json) {
       console.log(JSON.stringify(report, null, 2));
@@ -165,7 +154,7 @@ export async function status(config: Config, options: OperationOptions): Promise
     }
     console.log(`verifications: latest of ${report.verifications.length} table(s), newest first`);
     for (const row of report.verifications) {
-      console.log(`  ${row.status.padEnd(8)}  ${row.table}  PostgreSQL ${row.postgres_count ?? '?'}, ClickHouse ${row.clickhouse_count ?? '?'}  at ${row.at}`);
+      console.log(`  ${row.status.padEnd(8)}  ${row.table}  PostgreSQL ${row.postgres_count ?? '?'}, ClickHouse ${row.clickhouse_count ?? '?'}  at ${row.timestamp}`);
     }
     return 'ok';
   });

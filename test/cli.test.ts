@@ -63,11 +63,15 @@ describe('echodb CLI', () => {
   it('answers --help for the program and each command, and exit 2 for an unknown command', async () => {
     const help = await runCli(['--help']);
     expect(help.code).toBe(0);
-    for (const command of ['setup', 'uninstall', 'replay', 'demo']) expect(help.stdout).toContain(command);
+    const commands = ['setup', 'uninstall', 'run', 'reconcile', 'verify', 'verify-all', 'status', 'replay', 'demo'];
+    for (const command of commands) expect(help.stdout).toMatch(new RegExp(`^  ${command} `, 'm'));
 
-    const setupHelp = await runCli(['setup', '--help']);
-    expect(setupHelp.code).toBe(0);
-    expect(setupHelp.stdout).toMatch(/Usage: echodb setup/);
+    for (const command of commands) {
+      const commandHelp = await runCli([command, '--help']);
+      expect(commandHelp.code, command).toBe(0);
+      expect(commandHelp.stdout).toMatch(new RegExp(`^Usage: echodb ${command}`));
+    }
+    expect((await runCli(['verify', '--help'])).stdout).toContain('Exit codes: 0 all match; 3 the counts differ; 1');
 
     const unknown = await runCli(['frobnicate']);
     expect(unknown.code).toBe(2);

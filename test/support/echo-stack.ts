@@ -15,19 +15,9 @@ import { startEchoProcess, type EchoProcess } from './echo-process.js';
 import { startPeerDbDouble, type PeerDbDouble } from '../peerdb-double/index.js';
 import { createTestClickHouse, type TestClickHouse } from './clickhouse.js';
 import { createTestDatabase, type TestDatabase } from './database.js';
+import type { VerificationRow } from '../../api/state.js';
 
-export interface VerificationRow {
-  workflow_id: string;
-  mirror: string;
-  schema_name: string;
-  table_name: string;
-  destination: string;
-  status: 'match' | 'mismatch' | 'error';
-  postgres_count: string | null;
-  clickhouse_count: string | null;
-  attempts: number;
-  error: string | null;
-}
+export type { VerificationRow };
 
 export interface EchoStack {
   /** The environment the worker runs with; `echodb run` processes a test starts take it too. */
