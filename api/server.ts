@@ -1,5 +1,6 @@
 import crypto from 'node:crypto';
 import type { Server } from 'node:http';
+import { ServiceError } from '@temporalio/client';
 import express, { type NextFunction, type Request, type Response } from 'express';
 import type { CircuitBreaker } from '../lib/circuit-breaker.js';
 import type { Config } from '../lib/config.js';
@@ -308,6 +309,9 @@ export function createApiApp(deps: ApiDependencies): express.Express {
   app.use((error: unknown, req: Request, res: Response, _next: NextFunction) => {
     if (error instanceof BadRequest) return void res.status(400).json({ error: error.message });
     if (error instanceof UnknownTable) return void res.status(404).json({ error: error.message });
+    if (error instanceof ServiceError) {
+      return void res.status(503).json({ error: `Temporal unavailable: ${error.message}` });
+    }
     if (error instanceof CircuitOpen || isPostgresOutage(error)) {
       return void res.status(503).json({ error: `unavailable: ${error instanceof Error ? error.message : String(error)}` });
     }

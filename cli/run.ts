@@ -56,7 +56,8 @@ export async function runRoles(config: Config, roles: readonly Role[]): Promise<
   metrics.watchBreakers(breakers.peerdb, breakers.postgres);
   const stops: (() => Promise<void>)[] = [];
   const running: Promise<void>[] = [];
-  const connection = await Connection.connect({ address: config.temporal.address });
+  // Connected on first use: the listener and the api start, and report, while Temporal is away.
+  const connection = Connection.lazy({ address: config.temporal.address });
   const temporal = new Client({ connection, namespace: config.temporal.namespace });
   const postgres = createPostgresPool(config.postgres, `echodb:${config.workerId}`);
 

@@ -109,25 +109,29 @@ describe('GET /health and /ready', () => {
     expect(body.failed).toEqual([]);
   });
 
-  it('answers 503 naming each dependency that failed, and why', async () => {
+  it('answers 503 naming each dependency that failed, and why; starts and answers while Temporal is away', async () => {
     const [closed] = await freePorts(1);
     const replica = await startApiReplica({
       PEERDB_API_URL: `http://127.0.0.1:${closed}`,
       CLICKHOUSE_PASSWORD: 'wrong-password',
       REDIS_PORT: String(closed),
+      TEMPORAL_ADDRESS: `127.0.0.1:${closed}`,
     });
     const response = await get('/ready', {}, replica.url);
     expect(response.status).toBe(503);
     const body = response.json<Readiness>();
     expect(body.ready).toBe(false);
     expect(body.checks.postgres.ok).toBe(true);
-    expect(body.checks.temporal.ok).toBe(true);
-    expect(body.failed.map((line: string) => line.split(':')[0]).sort()).toEqual(['clickhouse', 'peerdb', 'redis']);
+    expect(body.failed.map((line: string) => line.split(':')[0]).sort()).toEqual(['clickhouse', 'peerdb', 'redis', 'temporal']);
     expect(body.checks.clickhouse.error).toMatch(/password|Authentication/i);
 
     // What needs no PeerDB still answers; the mirrors' PeerDB state says why it is missing.
     const { mirrors } = (await get('/mirrors', {}, replica.url)).json<Mirrors>();
     expect(mirrors[0]).toMatchObject({ mirror: `echodb_${stack.schema}`, peerdb: { state: null, error: expect.stringMatching(/^PeerDB: /) as unknown } });
+    // Verification needs Temporal: a 503 that says so, not a hang.
+    const verify = await get(verifyPath('users'), {}, replica.url);
+    expect(verify.status).toBe(503);
+    expect(verify.json<ErrorBody>().error).toMatch(/^Temporal unavailable: /);
   });
 
   it('answers 503 while PostgreSQL is unreachable, and /metrics says it is not connected', async () => {
