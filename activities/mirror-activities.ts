@@ -2,6 +2,7 @@ import { Context } from '@temporalio/activity';
 import { qualifiedTable } from '../lib/clickhouse-sql.js';
 import { droppedTableName, parseSourceTableIdentifier, peerDbNameProblem } from '../lib/naming.js';
 import { MirrorFailed, MirrorNotFound } from '../lib/peerdb/errors.js';
+import * as peers from '../lib/peerdb/peers.js';
 import type { FlowStatus, MirrorStatus, TableMapping } from '../lib/peerdb/types.js';
 import type {
   MirrorDescription,
@@ -60,32 +61,7 @@ export function createMirrorActivities(deps: ActivityDependencies) {
 
     /** Creates or updates the PostgreSQL and ClickHouse peers the mirrors read from and write to. */
     async ensurePeers(): Promise<void> {
-      await withBreakerAwareRetries(async () => {
-        await peerdb.createOrUpdatePeer({
-          name: config.peerdb.sourcePeerName,
-          type: 'POSTGRES',
-          postgresConfig: {
-            host: config.postgres.peerHost,
-            port: config.postgres.peerPort,
-            user: config.postgres.user,
-            password: config.postgres.password,
-            database: config.postgres.database,
-            requireTls: config.postgres.sslMode !== 'disable',
-          },
-        });
-        await peerdb.createOrUpdatePeer({
-          name: config.peerdb.targetPeerName,
-          type: 'CLICKHOUSE',
-          clickhouseConfig: {
-            host: config.clickhouse.peerHost,
-            port: config.clickhouse.peerPort,
-            user: config.clickhouse.user,
-            password: config.clickhouse.password,
-            database: config.clickhouse.database,
-            disableTls: true,
-          },
-        });
-      });
+      await withBreakerAwareRetries(() => peers.ensurePeers(peerdb, config));
     },
 
     /** What the source catalog says about these tables now. */

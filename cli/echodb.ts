@@ -5,6 +5,9 @@ import { verifyAllScheduleId } from '../lib/naming.js';
 import { withTemporalClient } from '../lib/temporal-client.js';
 import { deleteVerifyAllSchedule, ensureVerifyAllSchedule, verifyAllIntervalSeconds } from '../lib/verify-all-schedule.js';
 import { withPostgresClient } from '../lib/postgres.js';
+import { CircuitBreaker } from '../lib/circuit-breaker.js';
+import { isPeerDbOutage, PeerDbClient } from '../lib/peerdb/client.js';
+import { describePeer, ensurePeers } from '../lib/peerdb/peers.js';
 import { installCapture, uninstallCapture, readMigrations } from '../sql/migrations.js';
 import { runDemo } from './demo.js';
 import type { OperationOptions } from './operations.js';
@@ -36,6 +39,18 @@ async function onTemporal<T>(config: Config, doing: string, use: (client: Client
   }
 }
 
+/** Runs `use` on PeerDB's Flow API; a failure says where it was, what was being done, and what to do. */
+async function onPeerDb<T>(config: Config, doing: string, use: (peerdb: PeerDbClient) => Promise<T>, hint = ''): Promise<T> {
+  const { apiUrl, requestTimeoutMs } = config.peerdb;
+  const breaker = new CircuitBreaker('peerdb_api', config.circuitBreaker.peerdb, isPeerDbOutage);
+  try {
+    return await use(new PeerDbClient({ baseUrl: apiUrl, requestTimeoutMs, breaker }));
+  } catch (error) {
+    const reason = error instanceof Error ? error.message : String(error);
+    throw new Error(`could not ${doing} through PeerDB's Flow API at ${apiUrl}: ${reason}${hint}`, { cause: error });
+  }
+}
+
 const program = new Command()
   .name('echodb')
   .description('Keeps ClickHouse mirrored from PostgreSQL: DDL capture, PeerDB mirrors, verification on Temporal.')
@@ -45,12 +60,14 @@ const program = new Command()
 program
   .command('setup')
   .description(
-    "install EchoDB's DDL capture into the source database (schema echodb, the outbox, the event triggers), then " +
+    "install EchoDB's DDL capture into the source database (schema echodb, the outbox, the event triggers), " +
+      "create or update PeerDB's source and destination peers through the Flow API (PEERDB_API_URL), then " +
       'create or update the Temporal schedule that runs verify-all every CONSISTENCY_CHECK_INTERVAL; ' +
       're-runnable: applies only the migrations not yet applied',
   )
-  .option('--no-schedule', 'leave Temporal alone: install only the SQL (for a database set up before Temporal is reachable)')
-  .action(async (options: { schedule: boolean }) => {
+  .option('--no-peers', 'leave PeerDB alone: do not create or update the peers (the worker creates them before its first mirror anyway)')
+  .option('--no-schedule', 'leave Temporal alone: do not create the verify-all schedule (for a database set up before Temporal is reachable)')
+  .action(async (options: { peers: boolean; schedule: boolean }) => {
     const config = loadConfig();
     const applied = await withPostgresClient(config.postgres, (client) => installCapture(client));
     const target = describeTarget(config);
@@ -59,12 +76,18 @@ program
     } else {
       console.log(`setup: applied ${applied.map((m) => `${String(m.version).padStart(3, '0')}_${m.name}`).join(', ')} to ${target}`);
     }
+    const skipHint = (what: string, flag: string) =>
+      `; the SQL is installed: run setup again once ${what} is reachable, or pass ${flag}`;
+    if (options.peers) {
+      const peers = await onPeerDb(config, 'create the peers', (peerdb) => ensurePeers(peerdb, config), skipHint('PeerDB', '--no-peers'));
+      console.log(`setup: PeerDB peers ${peers.map(describePeer).join(' and ')} created or updated`);
+    }
     if (!options.schedule) return;
     const outcome = await onTemporal(
       config,
       'create the verify-all schedule',
       (client) => ensureVerifyAllSchedule(client, config),
-      '; the SQL is installed: run setup again once Temporal is reachable, or pass --no-schedule',
+      skipHint('Temporal', '--no-schedule'),
     );
     const scheduleId = verifyAllScheduleId(config.temporal.taskQueue);
     console.log(`setup: verify-all schedule ${scheduleId} ${outcome} (every ${verifyAllIntervalSeconds(config)} s)`);
@@ -220,10 +243,11 @@ program
 program
   .command('demo')
   .description(
-    'start a throwaway local PostgreSQL, install the DDL capture, run sample DDL and show each captured event; ' +
-      'keeps running for your own psql session until Ctrl-C',
+    'the whole flow on this machine, without Docker: throwaway PostgreSQL, Redis, ClickHouse and Temporal (with ' +
+      'its Web UI), the PeerDB test double and EchoDB with all roles; creates a sample table and shows its event, ' +
+      'mirror and verification, then keeps running for your own psql session until Ctrl-C',
   )
-  .option('--exit', 'stop after the sample DDL instead of waiting for Ctrl-C')
+  .option('--exit', 'stop after the sample table is verified instead of waiting for Ctrl-C')
   .action((options: { exit?: boolean }) => runDemo(options));
 
 try {

@@ -230,6 +230,9 @@ const variables = z
 
 type Variables = z.output<typeof variables>;
 
+/** The names of every environment variable EchoDB reads (docker-compose.yml passes each one on). */
+export const CONFIG_VARIABLES: readonly string[] = Object.freeze(Object.keys(variables.shape));
+
 function toConfig(env: Variables) {
   return {
     postgres: {

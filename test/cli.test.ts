@@ -16,12 +16,13 @@ describe('echodb CLI', () => {
   it('installs the capture with `setup`, finds nothing to do the second time, and removes it with `uninstall`', async () => {
     const env = postgresEnv(database.settings);
 
-    // No Temporal here: the verify-all schedule has tests of its own (verify-all-schedule.test.ts).
-    const first = await runCli(['setup', '--no-schedule'], env);
+    // No Temporal and no PeerDB here: the verify-all schedule and the peers have tests of their own
+    // (verify-all-schedule.test.ts, setup.test.ts).
+    const first = await runCli(['setup', '--no-schedule', '--no-peers'], env);
     expect(first).toMatchObject({ code: 0, stderr: '' });
     expect(first.stdout).toMatch(/setup: applied 001_outbox, 002_capture_triggers, 003_mirror_history, 004_listener to database "echodb_test_\w+"/);
 
-    const second = await runCli(['setup', '--no-schedule'], env);
+    const second = await runCli(['setup', '--no-schedule', '--no-peers'], env);
     expect(second.code).toBe(0);
     expect(second.stdout).toMatch(/is up to date \(4 migrations applied earlier\)/);
 
@@ -76,20 +77,5 @@ describe('echodb CLI', () => {
     const unknown = await runCli(['frobnicate']);
     expect(unknown.code).toBe(2);
     expect(unknown.stderr).toMatch(/unknown command 'frobnicate'/);
-  });
-
-  it('runs the demo end to end on its own throwaway PostgreSQL and cleans up', async () => {
-    const result = await runCli(['demo', '--exit']);
-
-    expect(result.code).toBe(0);
-    const events = result.stdout.split('\n').filter((line) => line.includes('event #'));
-    expect(events).toEqual([
-      expect.stringMatching(/event #1: create "shop"."customers"/),
-      expect.stringMatching(/event #2: create "shop"."Order Items"/),
-      expect.stringMatching(/event #3: create "shop"."orders_2026" +\[CREATE TABLE AS\]/),
-      expect.stringMatching(/event #4: rename "shop"."orders" \(was "shop"."orders_2026"\)/),
-      expect.stringMatching(/event #5: drop +"shop"."customers"/),
-    ]);
-    expect(result.stdout).toMatch(/demo: stopped; the throwaway server and its files are gone/);
   });
 });

@@ -1,6 +1,8 @@
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, inject, it } from 'vitest';
 import type pg from 'pg';
 import { installCapture, readMigrations, uninstallCapture, NotSuperuserError } from '../sql/migrations.js';
+import { startPeerDbDouble, type PeerDbDouble } from './peerdb-double/index.js';
+import { postgresEnv, runCli } from './support/cli.js';
 import { createTestDatabase, type TestDatabase } from './support/database.js';
 
 /** Every schema, relation, function (with its body), type and event trigger of the database. */
@@ -122,5 +124,110 @@ describe('echodb uninstall (uninstallCapture)', () => {
     expect(rowCount).toBe(1);
     const { rows } = await db.query<{ count: string }>('SELECT count(*) FROM pg_event_trigger');
     expect(rows[0]?.count).toBe('3');
+  });
+});
+
+describe('echodb setup (the CLI) and the PeerDB peers', () => {
+  let peerdb: PeerDbDouble;
+
+  beforeAll(async () => {
+    peerdb = await startPeerDbDouble({ clickhouse: inject('servers').clickhouse });
+  });
+
+  afterAll(async () => {
+    await peerdb?.close();
+  });
+
+  beforeEach(() => {
+    peerdb.requests.length = 0;
+  });
+
+  /** A compose-like deployment: PeerDB reaches both databases by other names than EchoDB does. */
+  const deployment = () => ({
+    ...postgresEnv(database.settings),
+    POSTGRES_PEER_HOST: 'postgres',
+    POSTGRES_PEER_PORT: '5432',
+    CLICKHOUSE_HOST: '127.0.0.1',
+    CLICKHOUSE_PEER_HOST: 'clickhouse',
+    CLICKHOUSE_DB: 'analytics',
+    CLICKHOUSE_USER: 'loader',
+    CLICKHOUSE_PASSWORD: 'ch-secret',
+    SOURCE_PEER_NAME: 'shop_pg',
+    TARGET_PEER_NAME: 'shop_ch',
+    PEERDB_API_URL: peerdb.url,
+  });
+  const peerCreations = () => peerdb.requests.filter((request) => request.path === '/v1/peers/create');
+
+  it('creates the source and the destination peer through the Flow API, after the SQL, and updates them when run again', async () => {
+    const { settings } = database;
+
+    const first = await runCli(['setup', '--no-schedule'], deployment());
+
+    expect(first).toMatchObject({ code: 0, stderr: '' });
+    expect(first.stdout.trim().split('\n')).toEqual([
+      expect.stringMatching(/^setup: applied 001_outbox, /),
+      `setup: PeerDB peers shop_pg (POSTGRES ${settings.user}@postgres:5432/${settings.database}) and ` +
+        'shop_ch (CLICKHOUSE loader@clickhouse:9000/analytics) created or updated',
+    ]);
+    expect(first.stdout).not.toContain('ch-secret');
+    expect(peerCreations().map((request) => [request.status, request.body])).toEqual([
+      [200, {
+        peer: {
+          name: 'shop_pg',
+          type: 'POSTGRES',
+          postgresConfig: {
+            host: 'postgres',
+            port: 5432,
+            user: settings.user,
+            password: settings.password,
+            database: settings.database,
+            requireTls: false,
+          },
+        },
+        allowUpdate: true,
+      }],
+      [200, {
+        peer: {
+          name: 'shop_ch',
+          type: 'CLICKHOUSE',
+          clickhouseConfig: {
+            host: 'clickhouse',
+            port: 9000,
+            user: 'loader',
+            password: 'ch-secret',
+            database: 'analytics',
+            disableTls: true,
+          },
+        },
+        allowUpdate: true,
+      }],
+    ]);
+
+    const again = await runCli(['setup', '--no-schedule'], { ...deployment(), POSTGRES_PEER_HOST: 'pg.internal' });
+    expect(again).toMatchObject({ code: 0, stderr: '' });
+    expect(again.stdout).toMatch(/is up to date/);
+    expect(again.stdout).toContain('setup: PeerDB peers shop_pg (POSTGRES');
+    expect(peerCreations()).toHaveLength(4);
+    expect(peerCreations()[2]?.body).toMatchObject({ peer: { postgresConfig: { host: 'pg.internal' } }, allowUpdate: true });
+  });
+
+  it('leaves PeerDB alone with --no-peers', async () => {
+    const result = await runCli(['setup', '--no-schedule', '--no-peers'], deployment());
+
+    expect(result).toMatchObject({ code: 0, stderr: '' });
+    expect(result.stdout).not.toContain('peers');
+    expect(peerdb.requests).toEqual([]);
+  });
+
+  it('fails after the SQL when PeerDB is out of reach, saying what to do', async () => {
+    const result = await runCli(['setup', '--no-schedule'], { ...deployment(), PEERDB_API_URL: 'http://127.0.0.1:1' });
+
+    expect(result.code).toBe(1);
+    expect(result.stdout).toMatch(/^setup: applied 001_outbox, /);
+    expect(result.stderr).toMatch(
+      /^echodb: could not create the peers through PeerDB's Flow API at http:\/\/127\.0\.0\.1:1: .*; the SQL is installed: run setup again once PeerDB is reachable, or pass --no-peers/,
+    );
+    const { rowCount } = await db.query("SELECT 1 FROM pg_namespace WHERE nspname = 'echodb'");
+    expect(rowCount).toBe(1);
   });
 });

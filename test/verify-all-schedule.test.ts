@@ -45,7 +45,7 @@ describe('the verify-all schedule', () => {
   it('is created by `setup`, updated when the interval changes, left alone otherwise and deleted by `uninstall`', async () => {
     const { env, taskQueue, scheduleId } = deployment();
 
-    const created = await runCli(['setup'], { ...env, CONSISTENCY_CHECK_INTERVAL: '600' });
+    const created = await runCli(['setup', '--no-peers'], { ...env, CONSISTENCY_CHECK_INTERVAL: '600' });
     expect(created).toMatchObject({ code: 0, stderr: '' });
     expect(created.stdout).toContain(`setup: verify-all schedule ${scheduleId} created (every 600 s)`);
     const description = await client.schedule.getHandle(scheduleId).describe();
@@ -58,11 +58,11 @@ describe('the verify-all schedule', () => {
       taskQueue,
     });
 
-    const updated = await runCli(['setup'], { ...env, CONSISTENCY_CHECK_INTERVAL: '900' });
+    const updated = await runCli(['setup', '--no-peers'], { ...env, CONSISTENCY_CHECK_INTERVAL: '900' });
     expect(updated.stdout).toContain(`setup: verify-all schedule ${scheduleId} updated (every 900 s)`);
     expect((await client.schedule.getHandle(scheduleId).describe()).spec.intervals).toEqual([expect.objectContaining({ every: 900_000 })]);
 
-    const unchanged = await runCli(['setup'], { ...env, CONSISTENCY_CHECK_INTERVAL: '900' });
+    const unchanged = await runCli(['setup', '--no-peers'], { ...env, CONSISTENCY_CHECK_INTERVAL: '900' });
     expect(unchanged.stdout).toContain(`setup: verify-all schedule ${scheduleId} unchanged (every 900 s)`);
 
     const removed = await runCli(['uninstall'], env);
@@ -86,11 +86,11 @@ describe('the verify-all schedule', () => {
     const { env } = deployment();
     const unreachable = { ...env, TEMPORAL_ADDRESS: '127.0.0.1:1' };
 
-    const sqlOnly = await runCli(['setup', '--no-schedule'], unreachable);
+    const sqlOnly = await runCli(['setup', '--no-schedule', '--no-peers'], unreachable);
     expect(sqlOnly).toMatchObject({ code: 0, stderr: '' });
     expect(sqlOnly.stdout).not.toContain('schedule');
 
-    const failed = await runCli(['setup'], unreachable);
+    const failed = await runCli(['setup', '--no-peers'], unreachable);
     expect(failed.code).toBe(1);
     expect(failed.stdout).toMatch(/is up to date/);
     expect(failed.stderr).toMatch(

@@ -34,6 +34,11 @@ export interface LocalServers<K extends keyof ServerSettings = keyof ServerSetti
   stopServer(name: K): Promise<void>;
   /** Starts a stopped server again on the same port, with the same data and password. */
   restartServer(name: K): Promise<void>;
+  /**
+   * Has a process group the caller started (the demo's `echodb run`) killed with the servers when this process
+   * exits or is killed outright; stopping it cleanly stays the caller's job.
+   */
+  killAlong(pgid: number): void;
   stop(): Promise<void>;
 }
 
@@ -54,13 +59,24 @@ export const EXTERNAL_SERVER_VARIABLES = {
  * (through a small watchdog process) even when this process is killed outright.
  */
 export async function startLocalServers<K extends keyof ServerSettings = keyof ServerSettings>(
-  options: { env?: NodeJS.ProcessEnv; only?: readonly K[] } = {},
+  options: {
+    env?: NodeJS.ProcessEnv;
+    only?: readonly K[];
+    /** Start Temporal with its Web UI (settings.temporal.uiUrl) instead of headless. */
+    temporalUi?: boolean;
+    /**
+     * Whether SIGINT and SIGTERM kill the servers at once (default). A caller that stops other things first
+     * (the demo) passes false and calls stop() itself; the exit handler and the watchdog stay.
+     */
+    handleSignals?: boolean;
+  } = {},
 ): Promise<LocalServers<K>> {
   const env = options.env ?? process.env;
   const only = options.only ?? (SERVER_NAMES as readonly (keyof ServerSettings)[] as readonly K[]);
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'echodb-servers-'));
   fs.chmodSync(dir, 0o755); // the postgres and clickhouse OS users must reach their subdirectories
   const processes: ManagedProcess[] = [];
+  const adopted: number[] = [];
   const byName = new Map<keyof ServerSettings, ManagedProcess>();
   const watchdog = startWatchdog(dir);
   const recordGroup = (process: ManagedProcess) => fs.appendFileSync(path.join(dir, 'pgids'), `${process.pgid}\n`);
@@ -83,11 +99,13 @@ export async function startLocalServers<K extends keyof ServerSettings = keyof S
     if (stopped) return;
     stopped = true;
     process.off('SIGINT', onSignal).off('SIGTERM', onSignal).off('exit', onExit);
+    killGroups(adopted);
     await Promise.all(processes.map((p) => p.stop(stopSignal(p))));
     fs.rmSync(dir, { recursive: true, force: true });
     watchdog.kill('SIGKILL');
   };
   const onExit = (): void => {
+    killGroups(adopted);
     for (const p of processes) p.killNow();
     fs.rmSync(dir, { recursive: true, force: true });
   };
@@ -95,7 +113,8 @@ export async function startLocalServers<K extends keyof ServerSettings = keyof S
     onExit();
     process.kill(process.pid, signal);
   };
-  process.once('SIGINT', onSignal).once('SIGTERM', onSignal).once('exit', onExit);
+  if (options.handleSignals ?? true) process.once('SIGINT', onSignal).once('SIGTERM', onSignal);
+  process.once('exit', onExit);
 
   try {
     const external = externalSettings(env);
@@ -103,7 +122,7 @@ export async function startLocalServers<K extends keyof ServerSettings = keyof S
       postgres: startPostgres,
       redis: startRedis,
       clickhouse: startClickHouse,
-      temporal: startTemporal,
+      temporal: (dir) => startTemporal(dir, { ui: options.temporalUi ?? false }),
     };
     const start = async <N extends keyof ServerSettings>(name: N): Promise<ServerSettings[N]> => {
       const given = external[name];
@@ -133,11 +152,25 @@ export async function startLocalServers<K extends keyof ServerSettings = keyof S
         await process.restart();
         recordGroup(process);
       },
+      killAlong(pgid) {
+        adopted.push(pgid);
+        fs.appendFileSync(path.join(dir, 'pgids'), `${pgid}\n`);
+      },
       stop,
     };
   } catch (error) {
     await stop();
     throw error;
+  }
+}
+
+function killGroups(pgids: readonly number[]): void {
+  for (const pgid of pgids) {
+    try {
+      process.kill(-pgid, 'SIGKILL');
+    } catch {
+      // already gone
+    }
   }
 }
 

@@ -9,19 +9,28 @@ import { searchAttributeTypes } from '../search-attributes.js';
 export interface TemporalSettings {
   address: string;
   namespace: string;
+  /** The Web UI's address (http://127.0.0.1:<port>), when the server was started with it. */
+  uiUrl?: string;
 }
 
-/** A headless Temporal dev server on a sqlite file, with EchoDB's search attributes registered. */
-export async function startTemporal(dir: string): Promise<{ settings: TemporalSettings; process: ManagedProcess }> {
+/**
+ * A Temporal dev server on a sqlite file, with EchoDB's search attributes registered. Headless unless `ui`:
+ * then its Web UI listens on a free loopback port too.
+ */
+export async function startTemporal(
+  dir: string,
+  options: { ui?: boolean } = {},
+): Promise<{ settings: TemporalSettings; process: ManagedProcess }> {
   fs.mkdirSync(dir, { recursive: true });
-  const [port, httpPort, metricsPort] = await freePorts(3);
+  const [port, httpPort, metricsPort, uiPort] = await freePorts(4);
+  const ui = options.ui ? ['--ui-ip', '127.0.0.1', '--ui-port', String(uiPort)] : ['--headless'];
   const searchAttributes = Object.entries(searchAttributeTypes).flatMap(([name, type]) => [
     '--search-attribute', `${name}=${type}`,
   ]);
   const process = new ManagedProcess({
     name: 'Temporal dev server',
     command: temporalBinary(),
-    args: ['server', 'start-dev', '--headless', '--ip', '127.0.0.1', '--port', String(port),
+    args: ['server', 'start-dev', ...ui, '--ip', '127.0.0.1', '--port', String(port),
       '--http-port', String(httpPort), '--metrics-port', String(metricsPort),
       '--db-filename', path.join(dir, 'temporal.db'), '--log-level', 'warn', ...searchAttributes,
       // Long-lived workflows are asked to continue as new after 150 events instead of 4 Ki, so that the tests
@@ -29,8 +38,15 @@ export async function startTemporal(dir: string): Promise<{ settings: TemporalSe
       '--dynamic-config-value', 'limit.historyCount.suggestContinueAsNew=150'],
     logFile: path.join(dir, 'temporal.log'),
   });
-  const settings: TemporalSettings = { address: `127.0.0.1:${port}`, namespace: 'default' };
-  await process.waitUntilReady(() => hasSearchAttributes(settings), 60_000);
+  const settings: TemporalSettings = {
+    address: `127.0.0.1:${port}`,
+    namespace: 'default',
+    ...(options.ui && { uiUrl: `http://127.0.0.1:${uiPort}` }),
+  };
+  await process.waitUntilReady(
+    async () => (await hasSearchAttributes(settings)) && (settings.uiUrl === undefined || (await fetch(settings.uiUrl)).ok),
+    60_000,
+  );
   return { settings, process };
 }
 

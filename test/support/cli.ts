@@ -11,7 +11,7 @@ export interface CliResult {
 }
 
 /** Runs `echodb` from the source tree as a child process, with exactly the environment given. */
-export function runCli(args: string[], env: Record<string, string> = {}): Promise<CliResult> {
+export function runCli(args: string[], env: Record<string, string> = {}, timeoutMs = 60_000): Promise<CliResult> {
   return new Promise((resolve) => {
     execFile(
       process.execPath,
@@ -20,7 +20,7 @@ export function runCli(args: string[], env: Record<string, string> = {}): Promis
         cwd: ROOT,
         // No developer .env may leak into a test.
         env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/', ECHODB_ENV_FILE: '/nonexistent/.env', ...env },
-        timeout: 60_000,
+        timeout: timeoutMs,
       },
       (error, stdout, stderr) => {
         const code = error ? (typeof error.code === 'number' ? error.code : 1) : 0;
