@@ -1,4 +1,4 @@
-// `npm run bench [-- trigger|mirrors|listener|api ...]`: starts throwaway servers, measures, prints tables and writes
+// `npm run bench [-- trigger|mirrors|listener|api|verify|memory ...]`: starts throwaway servers, measures, prints tables and writes
 // bench/results/<date>.json. Without arguments it runs every benchmark.
 import fs from 'node:fs';
 import os from 'node:os';
@@ -8,7 +8,9 @@ import { startLocalServers } from '../lib/local-servers/index.js';
 import { measureApi } from './api.js';
 import { measureDispatchLatency, measureDispatchSteps, measureFailover } from './listener.js';
 import { measureMirrorLifecycle } from './mirror-lifecycle.js';
+import { measureMemory } from './memory.js';
 import { measureTriggerOverhead } from './trigger-overhead.js';
+import { measureVerify } from './verify.js';
 
 const chosen = new Set(process.argv.slice(2));
 const runs = (name: string) => chosen.size === 0 || chosen.has(name);
@@ -29,7 +31,7 @@ try {
     results.triggerOverhead = overhead;
   }
   if (runs('mirrors')) {
-    const tables = Number(process.env.BENCH_TABLES ?? 500);
+    const tables = Number(process.env.BENCH_TABLES ?? 1000);
     const lifecycle = [];
     for (const strategy of ['per-schema', 'per-table'] as const) {
       console.log(`bench mirrors: ${tables} tables created in one transaction, ${strategy} ...`);
@@ -117,6 +119,41 @@ try {
     console.log(`bench api: verify-all of ${api.verifyAll.matched} matching tables took ${api.verifyAll.seconds} s`);
     console.log(`bench api: resident memory of the echodb run process afterwards: ${api.residentMemoryMiB} MiB`);
     results.api = api;
+  }
+
+  if (runs('verify')) {
+    const rows = Number(process.env.BENCH_VERIFY_ROWS ?? 1_000_000);
+    const repetitions = Number(process.env.BENCH_VERIFY_REPETITIONS ?? 7);
+    console.log(`bench verify: a ${rows}-row table, on-demand verify (GET /verify) vs the two raw scans, ${repetitions} times`);
+    const verify = await measureVerify(servers.settings, rows, repetitions);
+    console.log(`bench verify: mirrored (all ${rows} rows live in ClickHouse) ${verify.secondsUntilMirrored} s after commit`);
+    console.table(Object.fromEntries(Object.entries(verify.samplesMs).map(([name, sample]) => [name, {
+      'median (ms)': verify.medianMs[name as keyof typeof verify.medianMs],
+      'min (ms)': Math.min(...sample),
+      'max (ms)': Math.max(...sample),
+    }])));
+    console.table({ 'ratio to both raw scans in parallel': verify.ratio });
+    results.verify = verify;
+  }
+  if (runs('memory')) {
+    const tables = Number(process.env.BENCH_MEMORY_TABLES ?? 500);
+    const idleSeconds = Number(process.env.BENCH_MEMORY_IDLE_SECONDS ?? 15);
+    const settleSeconds = Number(process.env.BENCH_MEMORY_SETTLE_SECONDS ?? 30);
+    const memory = [];
+    for (const build of ['tsx', 'compiled'] as const) {
+      console.log(`bench memory: one echodb run --roles worker,listener,api (${build}), idle, then ${tables} tables created and verified`);
+      const result = await measureMemory(servers.settings, build, tables, idleSeconds, settleSeconds);
+      if (result !== undefined) memory.push(result);
+    }
+    console.table(Object.fromEntries(memory.map((r) => [r.build, {
+      'idle RSS (MiB)': r.idleMiB,
+      'peak RSS under load (MiB)': r.peakMiB,
+      'RSS when all verified (MiB)': r.allVerifiedMiB,
+      [`settled after ${settleSeconds} s (MiB)`]: r.settledMiB,
+      'VmHWM (MiB)': r.highWaterMiB,
+      'all verified (s)': r.secondsUntilAllVerified,
+    }])));
+    results.memory = memory;
   }
 
   const dir = fileURLToPath(new URL('results/', import.meta.url));

@@ -1,0 +1,253 @@
+import type pg from 'pg';
+import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vitest';
+import { startLocalServers, type LocalServers } from '../lib/local-servers/index.js';
+import { verifyAllWorkflowId } from '../lib/naming.js';
+import type { VerifyAllReport } from '../workflows/model.js';
+import { expectConverged } from './support/end-state.js';
+import { startEchoProcess, type EchoProcess } from './support/echo-process.js';
+import { startEchoStack, type EchoStack } from './support/echo-stack.js';
+import { until } from './support/until.js';
+
+const TTL_MS = 3000;
+/** Short leases and polls, so that failover happens in seconds. */
+const FAST_ELECTION = {
+  LEADER_ELECTION_TTL: String(TTL_MS / 1000),
+  LEADER_ELECTION_INTERVAL: '1',
+  OUTBOX_POLL_INTERVAL: '1',
+  RECONNECT_DELAY: '0.5',
+  MAX_RECONNECT_ATTEMPTS: '0',
+};
+
+const started: EchoProcess[] = [];
+
+/** `echodb run --roles listener` as a replica of its own; the stack's worker runs the workflows. */
+async function startListener(stack: EchoStack, name: string, env: Record<string, string> = {}): Promise<EchoProcess> {
+  const listener = await startEchoProcess({ ...stack.env, ...FAST_ELECTION, ...env, WORKER_ID: name }, ['listener']);
+  started.push(listener);
+  return listener;
+}
+
+/** Two listeners; resolves once one of them leads, with the leader first. */
+async function startPair(stack: EchoStack, env: Record<string, string>) {
+  const [a, b] = await Promise.all([startListener(stack, 'replica-a', env), startListener(stack, 'replica-b', env)]);
+  const leader = await Promise.any([a, b].map(async (replica) => (await replica.waitForLine(/is leader/), replica)));
+  return leader === a ? { leader: a, follower: b, followerName: 'replica-b' } : { leader: b, follower: a, followerName: 'replica-a' };
+}
+
+afterEach(async (context) => {
+  const replicas = started.splice(0);
+  await Promise.all(replicas.map((replica) => replica.stop()));
+  if (context.task.result?.state === 'fail') {
+    for (const replica of replicas) console.log(`--- process output:\n${replica.lines.slice(-80).join('\n')}`);
+  }
+});
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+async function createTables(sql: pg.Client, schema: string, names: string[]): Promise<void> {
+  for (const name of names) await sql.query(`CREATE TABLE ${schema}.${name} (id int PRIMARY KEY)`);
+}
+
+const handledBy = async (sql: pg.Client, worker: string) => {
+  const { rows } = await sql.query<{ count: string }>('SELECT count(*) FROM echodb.ddl_events WHERE handled_by = $1', [worker]);
+  return Number(rows[0]!.count);
+};
+
+/** Prints what the worker and the double saw when a case fails. */
+function reportOnFailure(stack: () => EchoStack | undefined) {
+  afterEach(async (context) => {
+    const current = stack();
+    if (context.task.result?.state !== 'fail' || !current) return;
+    const { rows } = await current.sql.query('SELECT status, count(*) FROM echodb.ddl_events GROUP BY status');
+    const mirrors = current.peerdb.mirrors().map(({ name, status, error, tables }) => ({ name, status, error, tables: tables.length }));
+    console.log(
+      `--- outbox: ${JSON.stringify(rows)}\n--- PeerDB double's mirrors: ${JSON.stringify(mirrors)}` +
+        `\n--- worker output:\n${current.worker.lines.filter((line) => !/webpack|modules|\[built\]/.test(line)).slice(-60).join('\n')}`,
+    );
+  });
+}
+
+describe('DDL faults: listeners', () => {
+  let stack: EchoStack;
+  let redis: LocalServers<'redis'>;
+  let redisEnv: Record<string, string>;
+  reportOnFailure(() => stack);
+
+  beforeAll(async () => {
+    stack = await startEchoStack();
+    // A Redis of this file's own: the leader key is the manual's fixed name.
+    redis = await startLocalServers({ only: ['redis'] });
+    const { host, port, password } = redis.settings.redis;
+    redisEnv = { REDIS_HOST: host, REDIS_PORT: String(port), REDIS_PASSWORD: password };
+  });
+  afterAll(async () => {
+    await stack?.close();
+    await redis?.stop();
+  });
+
+  it('converges after 100 creates, drops and renames made while no listener ran', async () => {
+    const { sql, schema } = stack;
+    // 70 creates, 15 drops, 15 renames: 100 statements.
+    await createTables(sql, schema, Array.from({ length: 70 }, (_, i) => `offline_${i}`));
+    for (let i = 0; i < 15; i++) await sql.query(`DROP TABLE ${schema}.offline_${i}`);
+    for (let i = 15; i < 30; i++) await sql.query(`ALTER TABLE ${schema}.offline_${i} RENAME TO renamed_${i}`);
+    const { rows } = await sql.query<{ count: string }>("SELECT count(*) FROM echodb.ddl_events WHERE status = 'pending'");
+    expect(Number(rows[0]!.count)).toBeGreaterThanOrEqual(100);
+    expect(stack.peerdb.mirrors()).toEqual([]);
+
+    await startListener(stack, 'replica-a');
+    await expectConverged(stack);
+    const mirrored = stack.peerdb.mirrors().flatMap((m) => m.tables.map((t) => t.sourceTableIdentifier));
+    expect(mirrored).toHaveLength(55);
+    expect(mirrored).toEqual(expect.arrayContaining([`${schema}.renamed_15`, `${schema}.offline_69`]));
+  }, 150_000);
+
+  it('converges after the leader is SIGTERMed in a burst', async () => {
+    const { sql, schema } = stack;
+    const { leader, follower, followerName } = await startPair(stack, redisEnv);
+    const leaderName = followerName === 'replica-a' ? 'replica-b' : 'replica-a';
+    const before = await handledBy(sql, leaderName);
+    const creating = createTables(sql, schema, Array.from({ length: 100 }, (_, i) => `stopped_${i}`));
+    await until(() => handledBy(sql, leaderName), (count) => count >= before + 20, 60_000);
+    const stoppedAt = Date.now();
+    expect(await leader.stop()).toBe(0);
+    await follower.waitForLine(/is leader/, 10_000, stoppedAt);
+    await creating;
+
+    await expectConverged(stack);
+  }, 150_000);
+
+  it('converges after the leader is SIGKILLed in a 200-table burst', async () => {
+    const { sql, schema } = stack;
+    const { leader, follower, followerName } = await startPair(stack, redisEnv);
+    const leaderName = followerName === 'replica-a' ? 'replica-b' : 'replica-a';
+    const before = await handledBy(sql, leaderName);
+    const creating = createTables(sql, schema, Array.from({ length: 200 }, (_, i) => `killed_${i}`));
+    await until(() => handledBy(sql, leaderName), (count) => count >= before + 30, 60_000);
+    leader.kill('SIGKILL');
+    await follower.waitForLine(/is leader/, 30_000);
+    await creating;
+
+    await expectConverged(stack);
+    expect(await handledBy(sql, followerName)).toBeGreaterThan(0);
+  }, 150_000);
+
+});
+
+describe('DDL faults: PeerDB', () => {
+  let stack: EchoStack;
+  reportOnFailure(() => stack);
+
+  beforeAll(async () => {
+    stack = await startEchoStack();
+  });
+  afterAll(async () => {
+    await stack?.close();
+  });
+
+  it('converges after PeerDB answers 503 for 30 s, then recovers', async () => {
+    const { sql, schema } = stack;
+    await startListener(stack, 'replica-a');
+    await createTables(sql, schema, ['steady_0', 'steady_1']);
+    await expectConverged(stack);
+    // Dropping a table during its initial snapshot fails the whole mirror (as PeerDB does): let it finish.
+    await stack.waitForVerification('steady_1');
+    const from = stack.peerdb.requests.length;
+    stack.peerdb.knobs.failUntil = Date.now() + 30_000;
+    try {
+      await createTables(sql, schema, Array.from({ length: 10 }, (_, i) => `unavailable_${i}`));
+      await sql.query(`DROP TABLE ${schema}.steady_0`);
+      await sleep(5000);
+      // While PeerDB is down, the events were handed over, and the double answered 503 to whatever was asked.
+      const during = stack.peerdb.requests.slice(from);
+      expect(during.length).toBeGreaterThan(0);
+      expect(during.every((r) => r.status === 503)).toBe(true);
+      await until(() => Promise.resolve(Date.now()), (now) => now >= (stack.peerdb.knobs.failUntil ?? 0), 40_000);
+      await expectConverged(stack);
+    } finally {
+      stack.peerdb.knobs.failUntil = undefined;
+    }
+  }, 150_000);
+
+  it('converges while PeerDB fails 30 % of requests at random', async () => {
+    const { sql, schema } = stack;
+    await startListener(stack, 'replica-a');
+    stack.peerdb.knobs.errorRate = 0.3;
+    try {
+      await createTables(sql, schema, Array.from({ length: 20 }, (_, i) => `flaky_${i}`));
+      await stack.waitForVerification('unavailable_4', 1, 60_000);
+      for (let i = 0; i < 5; i++) await sql.query(`DROP TABLE ${schema}.unavailable_${i}`);
+      await expectConverged(stack, 120_000);
+    } finally {
+      stack.peerdb.knobs.errorRate = 0;
+    }
+    expect(stack.peerdb.requests.some((r) => r.status === 503)).toBe(true);
+  }, 150_000);
+
+  it('converges after PeerDB requests hang (client timeouts) for a while', async () => {
+    const { sql, schema } = stack;
+    await startListener(stack, 'replica-a');
+    const from = stack.peerdb.requests.length;
+    stack.peerdb.knobs.hang = true;
+    try {
+      await createTables(sql, schema, Array.from({ length: 5 }, (_, i) => `hung_${i}`));
+      await until(() => Promise.resolve(stack.peerdb.requests.length - from), (count) => count > 0, 30_000);
+      await sleep(5000);
+    } finally {
+      stack.peerdb.knobs.hang = false;
+    }
+    expect(stack.peerdb.requests.slice(from).some((r) => r.status === undefined)).toBe(true);
+    await expectConverged(stack);
+  }, 150_000);
+});
+
+describe('verify-all while ClickHouse is down', () => {
+  let clickhouse: LocalServers<'clickhouse'>;
+  let stack: EchoStack;
+  reportOnFailure(() => stack);
+
+  async function verifyAll(): Promise<VerifyAllReport> {
+    const { taskQueue } = stack.config.temporal;
+    const handle = await stack.temporal.workflow.start('verifyAllWorkflow', {
+      workflowId: verifyAllWorkflowId(taskQueue),
+      taskQueue,
+      args: [],
+      workflowIdConflictPolicy: 'USE_EXISTING',
+    });
+    return (await handle.result()) as VerifyAllReport;
+  }
+
+  beforeAll(async () => {
+    clickhouse = await startLocalServers({ only: ['clickhouse'] });
+    stack = await startEchoStack({}, { ...inject('servers'), clickhouse: clickhouse.settings.clickhouse });
+    const { sql, schema } = stack;
+    for (const table of ['first', 'second']) {
+      await sql.query(`CREATE TABLE ${schema}.${table} (id int PRIMARY KEY)`);
+      await sql.query(`INSERT INTO ${schema}.${table} SELECT generate_series(1, 7)`);
+    }
+    await stack.dispatchPending();
+    for (const table of ['first', 'second']) expect((await stack.waitForVerification(table))[0]?.status).toBe('match');
+  });
+  afterAll(async () => {
+    await stack?.close();
+    await clickhouse?.stop();
+  });
+
+  it('reports every table as an error with no counts while ClickHouse is down, and matches once it is back', async () => {
+    await clickhouse.stopServer('clickhouse');
+    let down: VerifyAllReport;
+    try {
+      down = await verifyAll();
+    } finally {
+      await clickhouse.restartServer('clickhouse');
+    }
+    expect(down).toMatchObject({ tables: 2, matched: 0, mismatched: 0, errors: 2 });
+    for (const result of down.results) {
+      expect(result).toMatchObject({ status: 'error', postgresCount: null, clickhouseCount: null, difference: null });
+    }
+
+    const up = await verifyAll();
+    expect(up).toMatchObject({ tables: 2, matched: 2, mismatched: 0, errors: 0 });
+    await expectConverged(stack);
+  }, 150_000);
+});
