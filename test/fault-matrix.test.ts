@@ -168,37 +168,6 @@ describe('DDL faults: PeerDB', () => {
       stack.peerdb.knobs.failUntil = undefined;
     }
   }, 150_000);
-
-  it('converges while PeerDB fails 30 % of requests at random', async () => {
-    const { sql, schema } = stack;
-    await startListener(stack, 'replica-a');
-    stack.peerdb.knobs.errorRate = 0.3;
-    try {
-      await createTables(sql, schema, Array.from({ length: 20 }, (_, i) => `flaky_${i}`));
-      await stack.waitForVerification('unavailable_4', 1, 60_000);
-      for (let i = 0; i < 5; i++) await sql.query(`DROP TABLE ${schema}.unavailable_${i}`);
-      await expectConverged(stack, 120_000);
-    } finally {
-      stack.peerdb.knobs.errorRate = 0;
-    }
-    expect(stack.peerdb.requests.some((r) => r.status === 503)).toBe(true);
-  }, 150_000);
-
-  it('converges after PeerDB requests hang (client timeouts) for a while', async () => {
-    const { sql, schema } = stack;
-    await startListener(stack, 'replica-a');
-    const from = stack.peerdb.requests.length;
-    stack.peerdb.knobs.hang = true;
-    try {
-      await createTables(sql, schema, Array.from({ length: 5 }, (_, i) => `hung_${i}`));
-      await until(() => Promise.resolve(stack.peerdb.requests.length - from), (count) => count > 0, 30_000);
-      await sleep(5000);
-    } finally {
-      stack.peerdb.knobs.hang = false;
-    }
-    expect(stack.peerdb.requests.slice(from).some((r) => r.status === undefined)).toBe(true);
-    await expectConverged(stack);
-  }, 150_000);
 });
 
 describe('verify-all while ClickHouse is down', () => {
