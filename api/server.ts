@@ -125,7 +125,7 @@ const eventJson = (row: DdlEventRow) => ({
  */
 export function createApiApp(deps: ApiDependencies): express.Express {
   const { config, logger, metrics, breakers, query, temporal } = deps;
-  const verifyContext: VerifyContext = { config, temporal, query };
+  const verifyContext: VerifyContext = { config, temporal };
   const startedAt = Date.now();
   const app = express();
   app.disable('x-powered-by');

@@ -15,10 +15,10 @@ export class UnknownTable extends Error {
   override readonly name = 'UnknownTable';
 }
 
+/** What starting a verification needs: the deployment's task queue and settings, and a Temporal client. */
 export interface VerifyContext {
   config: Config;
   temporal: Client;
-  query: SourceQuery;
 }
 
 /** The event id of verifications started on request: one runs per table at a time, later requests start anew. */

@@ -1,8 +1,7 @@
-import { freePorts } from '../lib/local-servers/ports.js';
 import type { ServerSettings } from '../lib/local-servers/index.js';
-import { startEchoStack } from '../test/support/echo-stack.js';
+import { startBenchStack } from './api-stack.js';
 import { percentile, round } from './stats.js';
-import { createTablesInOneTransaction } from './tables.js';
+import { createTablesInOneTransaction, waitForVerifications } from './tables.js';
 
 export interface ApiBenchResult {
   tables: number;
@@ -38,29 +37,11 @@ export async function measureApi(
   requests: number,
   concurrency: number,
 ): Promise<ApiBenchResult> {
-  const [healthPort, checkerPort] = await freePorts(2);
-  const stack = await startEchoStack(
-    {
-      HEALTH_PORT: String(healthPort),
-      CONSISTENCY_CHECKER_PORT: String(checkerPort),
-      COALESCE_WINDOW: '1',
-      VERIFY_DELAY: '1',
-      PEERDB_REQUEST_TIMEOUT: '30',
-      API_VERIFY_WAIT: '600',
-      VERIFY_CONCURRENCY: String(concurrency),
-    },
-    servers,
-    { roles: ['worker', 'listener', 'api'] },
-  );
-  const api = `http://127.0.0.1:${healthPort}`;
+  const { stack, api } = await startBenchStack(servers, { API_VERIFY_WAIT: '600', VERIFY_CONCURRENCY: String(concurrency) });
   try {
     const { sql, schema } = stack;
     await createTablesInOneTransaction(sql, schema, tables);
-    for (;;) {
-      const { rows } = await sql.query<{ n: string }>('SELECT count(*) AS n FROM echodb.verifications');
-      if (Number(rows[0]?.n) >= tables) break;
-      await new Promise((resolve) => setTimeout(resolve, 500));
-    }
+    await waitForVerifications(sql, tables);
     // History as hourly verify-all runs would leave it, older than the real rows.
     await sql.query(
       `INSERT INTO echodb.verifications (workflow_id, run_id, mirror, schema_name, table_name, destination, status,

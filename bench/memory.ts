@@ -1,11 +1,10 @@
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { freePorts } from '../lib/local-servers/ports.js';
 import type { ServerSettings } from '../lib/local-servers/index.js';
-import { startEchoStack } from '../test/support/echo-stack.js';
+import { startBenchStack } from './api-stack.js';
 import { round } from './stats.js';
-import { createTablesInOneTransaction } from './tables.js';
+import { createTablesInOneTransaction, waitForVerifications } from './tables.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 
@@ -52,17 +51,7 @@ export async function measureMemory(
     console.log('bench memory: no dist/ with its workflow bundle (npm run build): compiled build skipped');
     return undefined;
   }
-  const [healthPort, checkerPort] = await freePorts(2);
-  const stack = await startEchoStack(
-    {
-      HEALTH_PORT: String(healthPort),
-      CONSISTENCY_CHECKER_PORT: String(checkerPort),
-      COALESCE_WINDOW: '1',
-      VERIFY_DELAY: '1',
-      PEERDB_REQUEST_TIMEOUT: '30',
-    },
-    servers,
-  );
+  const { stack, api } = await startBenchStack(servers, {}, ['worker']);
   // The stack's own worker gives way to the process measured here, whose pid this benchmark knows.
   await stack.worker.stop();
   const child = spawn(process.execPath, [...entry, 'run', '--roles', 'worker,listener,api'], {
@@ -83,7 +72,7 @@ export async function measureMemory(
   try {
     const startedAt = Date.now();
     for (;;) {
-      const health = await fetch(`http://127.0.0.1:${healthPort}/health`)
+      const health = await fetch(`${api}/health`)
         .then((response) => response.json() as Promise<{ worker_state?: string }>)
         .catch(() => undefined);
       if (health?.worker_state === 'RUNNING') break;
@@ -102,12 +91,7 @@ export async function measureMemory(
     const { sql, schema } = stack;
     const loadAt = Date.now();
     await createTablesInOneTransaction(sql, schema, tables);
-    for (;;) {
-      const { rows } = await sql.query<{ n: string }>('SELECT count(*) AS n FROM echodb.verifications');
-      if (Number(rows[0]?.n) >= tables) break;
-      if (Date.now() - loadAt > 30 * 60_000) throw new Error(`only ${rows[0]?.n} of ${tables} verified after 30 min`);
-      await sleep(500);
-    }
+    await waitForVerifications(sql, tables);
     const secondsUntilAllVerified = (Date.now() - loadAt) / 1000;
     const allVerified = status(pid).rss;
     await sleep(settleSeconds * 1000);

@@ -9,3 +9,14 @@ export async function createTablesInOneTransaction(sql: pg.Client, schema: strin
   }
   await sql.query('COMMIT');
 }
+
+/** Waits until echodb.verifications holds `count` results (every table of a load verified), at most 30 minutes. */
+export async function waitForVerifications(sql: pg.Client, count: number): Promise<void> {
+  const startedAt = Date.now();
+  for (;;) {
+    const { rows } = await sql.query<{ n: string }>('SELECT count(*) AS n FROM echodb.verifications');
+    if (Number(rows[0]?.n) >= count) return;
+    if (Date.now() - startedAt > 30 * 60_000) throw new Error(`only ${rows[0]?.n} of ${count} verified after 30 min`);
+    await new Promise((resolve) => setTimeout(resolve, 500));
+  }
+}

@@ -1,7 +1,6 @@
 import type { Client } from '@temporalio/client';
-import { freePorts } from '../lib/local-servers/ports.js';
 import type { ServerSettings } from '../lib/local-servers/index.js';
-import { startEchoStack } from '../test/support/echo-stack.js';
+import { startBenchStack } from './api-stack.js';
 import { round } from './stats.js';
 
 export interface VerifyBenchResult {
@@ -89,20 +88,7 @@ async function workflowTimings(temporal: Client, workflowId: string) {
  * runs PostgreSQL's count(*) and ClickHouse's FINAL count, against the same two scans run directly.
  */
 export async function measureVerify(servers: ServerSettings, rows: number, repetitions: number): Promise<VerifyBenchResult> {
-  const [healthPort, checkerPort] = await freePorts(2);
-  const stack = await startEchoStack(
-    {
-      HEALTH_PORT: String(healthPort),
-      CONSISTENCY_CHECKER_PORT: String(checkerPort),
-      COALESCE_WINDOW: '1',
-      VERIFY_DELAY: '1',
-      PEERDB_REQUEST_TIMEOUT: '30',
-      API_VERIFY_WAIT: '600',
-    },
-    servers,
-    { roles: ['worker', 'listener', 'api'] },
-  );
-  const api = `http://127.0.0.1:${healthPort}`;
+  const { stack, api } = await startBenchStack(servers, { API_VERIFY_WAIT: '600' });
   try {
     const { sql, schema, clickhouse } = stack;
     const table = 'big';

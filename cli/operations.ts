@@ -64,7 +64,7 @@ export async function verifyTable(config: Config, ref: TableRef, options: Operat
   return withSource(config, (query) =>
     withTemporalClient(config.temporal, async (temporal) => {
       const table = await findMirroredTable(query, ref);
-      const handle = await startVerify({ config, temporal, query }, table);
+      const handle = await startVerify({ config, temporal }, table);
       const result = await awaitResult<VerificationResult>(temporal, handle, options.wait);
       console.log(options.json ? JSON.stringify(verificationJson(result), null, 2) : `verify: ${describeVerification(result)} (workflow ${result.workflowId})`);
       return result.status === 'match' ? 'ok' : result.status === 'mismatch' ? 'found' : 'failure';
@@ -74,24 +74,22 @@ export async function verifyTable(config: Config, ref: TableRef, options: Operat
 
 /** `echodb verify-all`: reconcile, then every mirrored table. */
 export async function verifyAll(config: Config, options: OperationOptions): Promise<Outcome> {
-  return withSource(config, (query) =>
-    withTemporalClient(config.temporal, async (temporal) => {
-      const handle = await startVerifyAll({ config, temporal, query });
-      const report = await awaitResult<VerifyAllReport>(temporal, handle, options.wait);
-      if (options.json) {
-        console.log(JSON.stringify(verifyAllJson(report, handle.workflowId), null, 2));
-      } else {
-        console.log(
-          `verify-all: ${report.tables} tables: ${report.matched} match, ${report.mismatched} mismatch, ` +
-            `${report.errors} error(s) (workflow ${handle.workflowId})`,
-        );
-        for (const result of report.results) if (result.status !== 'match') console.log(`  ${describeVerification(result)}`);
-        if (report.reconcile === null) console.log('  reconcile did not run');
-        else console.log(`  reconcile: ${report.reconcile.added.length} to add, ${report.reconcile.removed.length} to remove`);
-      }
-      return report.mismatched > 0 ? 'found' : report.errors > 0 ? 'failure' : 'ok';
-    }),
-  );
+  return withTemporalClient(config.temporal, async (temporal) => {
+    const handle = await startVerifyAll({ config, temporal });
+    const report = await awaitResult<VerifyAllReport>(temporal, handle, options.wait);
+    if (options.json) {
+      console.log(JSON.stringify(verifyAllJson(report, handle.workflowId), null, 2));
+    } else {
+      console.log(
+        `verify-all: ${report.tables} tables: ${report.matched} match, ${report.mismatched} mismatch, ` +
+          `${report.errors} error(s) (workflow ${handle.workflowId})`,
+      );
+      for (const result of report.results) if (result.status !== 'match') console.log(`  ${describeVerification(result)}`);
+      if (report.reconcile === null) console.log('  reconcile did not run');
+      else console.log(`  reconcile: ${report.reconcile.added.length} to add, ${report.reconcile.removed.length} to remove`);
+    }
+    return report.mismatched > 0 ? 'found' : report.errors > 0 ? 'failure' : 'ok';
+  });
 }
 
 /** The state of PeerDB's mirrors by name, or why it could not be read. */

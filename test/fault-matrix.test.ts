@@ -1,7 +1,7 @@
 import type pg from 'pg';
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vitest';
 import { startLocalServers, type LocalServers } from '../lib/local-servers/index.js';
-import { verifyAllWorkflowId } from '../lib/naming.js';
+import { startVerifyAll } from '../api/verification.js';
 import type { VerifyAllReport } from '../workflows/model.js';
 import { expectConverged } from './support/end-state.js';
 import { startEchoProcess, type EchoProcess } from './support/echo-process.js';
@@ -176,14 +176,8 @@ describe('verify-all while ClickHouse is down', () => {
   reportOnFailure(() => stack);
 
   async function verifyAll(): Promise<VerifyAllReport> {
-    const { taskQueue } = stack.config.temporal;
-    const handle = await stack.temporal.workflow.start('verifyAllWorkflow', {
-      workflowId: verifyAllWorkflowId(taskQueue),
-      taskQueue,
-      args: [],
-      workflowIdConflictPolicy: 'USE_EXISTING',
-    });
-    return (await handle.result()) as VerifyAllReport;
+    const handle = await startVerifyAll(stack);
+    return handle.result();
   }
 
   beforeAll(async () => {

@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startVerifyAll } from '../api/verification.js';
 import { verifyAllWorkflowId, verifyWorkflowId } from '../lib/naming.js';
 import type { VerifyAllReport } from '../workflows/model.js';
 import { startEchoStack, type EchoStack, type VerificationRow } from './support/echo-stack.js';
@@ -33,14 +34,8 @@ describe('verify-all', () => {
 
   /** Runs verify-all on demand, as the API and the CLI start it, and waits for its report. */
   async function verifyAll(): Promise<{ report: VerifyAllReport; runId: string }> {
-    const { taskQueue } = stack.config.temporal;
-    const handle = await stack.temporal.workflow.start('verifyAllWorkflow', {
-      workflowId: verifyAllWorkflowId(taskQueue),
-      taskQueue,
-      args: [],
-      workflowIdConflictPolicy: 'USE_EXISTING',
-    });
-    return { report: (await handle.result()) as VerifyAllReport, runId: handle.firstExecutionRunId };
+    const handle = await startVerifyAll(stack);
+    return { report: await handle.result(), runId: handle.firstExecutionRunId };
   }
 
   beforeAll(async () => {
