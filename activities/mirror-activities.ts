@@ -1,7 +1,7 @@
 import { Context } from '@temporalio/activity';
 import { qualifiedTable } from '../lib/clickhouse-sql.js';
 import { droppedTableName, parseSourceTableIdentifier, peerDbNameProblem } from '../lib/naming.js';
-import { MirrorFailed, MirrorNotFound } from '../lib/peerdb/errors.js';
+import { MirrorFailed, MirrorNotFound, PeerDbUnavailable } from '../lib/peerdb/errors.js';
 import * as peers from '../lib/peerdb/peers.js';
 import type { FlowStatus, MirrorStatus, TableMapping } from '../lib/peerdb/types.js';
 import type {
@@ -18,6 +18,8 @@ import { withBreakerAwareRetries } from './temporal-errors.js';
 
 /** How often a waiting activity asks PeerDB for the mirror's state (and heartbeats). */
 const POLL_MS = 250;
+/** The longest pause between two tries of a PeerDB call that failed for an outage (503, timeout, refused). */
+const MAX_OUTAGE_PAUSE_MS = 5000;
 
 const toMapping = (table: MirrorTable): TableMapping => ({
   sourceTableIdentifier: table.source,
@@ -33,10 +35,40 @@ export function createMirrorActivities(deps: ActivityDependencies) {
   const { config, clickhouse, peerdb } = deps;
   const querySource = sourceQueries(deps);
 
+  /**
+   * One PeerDB call, tried again in place (heartbeating, backing off to MAX_OUTAGE_PAUSE_MS) while PeerDB answers
+   * with an outage. A long wait for a mirror's state must not be thrown away, and a half-done edit must not wait
+   * out Temporal's retry backoff, because one poll among hundreds met a 503. A lasting outage opens the breaker,
+   * whose CircuitOpen fails the attempt (withBreakerAwareRetries schedules the next one); other errors fail it too.
+   */
+  async function persistently<T>(call: () => Promise<T>): Promise<T> {
+    for (let pause = POLL_MS; ; pause = Math.min(pause * 2, MAX_OUTAGE_PAUSE_MS)) {
+      try {
+        return await call();
+      } catch (error) {
+        if (!(error instanceof PeerDbUnavailable)) throw error;
+        Context.current().heartbeat(`PeerDB unavailable: ${error.message}`);
+        await Context.current().sleep(pause);
+      }
+    }
+  }
+
+  /** Sends one state change; false (heartbeating) when PeerDB answered with an outage, so the caller looks again. */
+  async function sentOrOutage(call: () => Promise<void>): Promise<boolean> {
+    try {
+      await call();
+      return true;
+    } catch (error) {
+      if (!(error instanceof PeerDbUnavailable)) throw error;
+      Context.current().heartbeat(`PeerDB unavailable: ${error.message}`);
+      return false;
+    }
+  }
+
   /** Polls the mirror until `done` says so; fails on STATUS_FAILED. Heartbeats, so cancellation reaches it. */
   async function waitForMirror(mirror: string, what: string, done: (status: MirrorStatus | null) => boolean) {
     for (;;) {
-      const status = await peerdb.mirrorStatus(mirror);
+      const status = await persistently(() => peerdb.mirrorStatus(mirror));
       if (done(status)) return status;
       if (status?.currentFlowState === 'STATUS_FAILED') throw new MirrorFailed(`mirror ${mirror} failed while ${what}`);
       Context.current().heartbeat(status?.currentFlowState ?? 'gone');
@@ -106,13 +138,13 @@ export function createMirrorActivities(deps: ActivityDependencies) {
     /** Creates the mirror with these tables (initial snapshot included) and waits until it runs. */
     async createMirror(mirror: string, tables: MirrorTable[]): Promise<'created' | 'exists'> {
       return withBreakerAwareRetries(async () => {
-        const outcome = await peerdb.createCdcMirror({
+        const outcome = await persistently(() => peerdb.createCdcMirror({
           flowJobName: mirror,
           sourceName: config.peerdb.sourcePeerName,
           destinationName: config.peerdb.targetPeerName,
           tableMappings: tables.map(toMapping),
           doInitialSnapshot: true,
-        });
+        }));
         await waitForMirror(mirror, 'being created', isState('STATUS_RUNNING'));
         return outcome;
       });
@@ -127,7 +159,7 @@ export function createMirrorActivities(deps: ActivityDependencies) {
       return withBreakerAwareRetries(async () => {
         const applied = { added: [] as string[], removed: [] as string[] };
         for (;;) {
-          const status = await peerdb.mirrorStatus(mirror);
+          const status = await persistently(() => peerdb.mirrorStatus(mirror));
           if (status === null) throw new MirrorNotFound(`mirror ${mirror} does not exist`);
           const current = new Set(sourcesOf(status));
           const toAdd = add.filter((t) => !current.has(t.source));
@@ -137,15 +169,15 @@ export function createMirrorActivities(deps: ActivityDependencies) {
           }
           switch (status.currentFlowState) {
             case 'STATUS_RUNNING':
-              if (toAdd.length > 0 || toRemove.length > 0) await peerdb.pauseMirror(mirror);
+              if (toAdd.length > 0 || toRemove.length > 0) await sentOrOutage(() => peerdb.pauseMirror(mirror));
               break;
             case 'STATUS_PAUSED':
-              await peerdb.resumeMirror(mirror, {
-                additionalTables: toAdd.map(toMapping),
-                removedTables: toRemove.map(toMapping),
-              });
-              applied.added.push(...toAdd.map((t) => t.source));
-              applied.removed.push(...toRemove.map((t) => t.source));
+              // Not repeated in place: a resume that timed out may have been applied, and PeerDB would apply its
+              // update twice. The next status shows what is still to do.
+              if (await sentOrOutage(() => peerdb.resumeMirror(mirror, { additionalTables: toAdd.map(toMapping), removedTables: toRemove.map(toMapping) }))) {
+                applied.added.push(...toAdd.map((t) => t.source));
+                applied.removed.push(...toRemove.map((t) => t.source));
+              }
               break;
             case 'STATUS_FAILED':
             case 'STATUS_TERMINATING':
@@ -165,7 +197,7 @@ export function createMirrorActivities(deps: ActivityDependencies) {
     /** Drops the mirror and waits until PeerDB no longer knows it. ClickHouse tables stay. */
     async dropMirror(mirror: string): Promise<void> {
       await withBreakerAwareRetries(async () => {
-        if ((await peerdb.dropMirror(mirror)) === 'gone') return;
+        if ((await persistently(() => peerdb.dropMirror(mirror))) === 'gone') return;
         await waitForMirror(mirror, 'being dropped', (status) => status === null);
       });
     },

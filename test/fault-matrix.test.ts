@@ -145,7 +145,7 @@ describe('DDL faults: PeerDB', () => {
     await stack?.close();
   });
 
-  it('converges after PeerDB answers 503 for 30 s, then recovers', async () => {
+  it('converges after PeerDB answers 503 for 60 s, then recovers', async () => {
     const { sql, schema } = stack;
     await startListener(stack, 'replica-a');
     await createTables(sql, schema, ['steady_0', 'steady_1']);
@@ -153,7 +153,7 @@ describe('DDL faults: PeerDB', () => {
     // Dropping a table during its initial snapshot fails the whole mirror (as PeerDB does): let it finish.
     await stack.waitForVerification('steady_1');
     const from = stack.peerdb.requests.length;
-    stack.peerdb.knobs.failUntil = Date.now() + 30_000;
+    stack.peerdb.knobs.failUntil = Date.now() + 60_000;
     try {
       await createTables(sql, schema, Array.from({ length: 10 }, (_, i) => `unavailable_${i}`));
       await sql.query(`DROP TABLE ${schema}.steady_0`);
@@ -162,11 +162,46 @@ describe('DDL faults: PeerDB', () => {
       const during = stack.peerdb.requests.slice(from);
       expect(during.length).toBeGreaterThan(0);
       expect(during.every((r) => r.status === 503)).toBe(true);
-      await until(() => Promise.resolve(Date.now()), (now) => now >= (stack.peerdb.knobs.failUntil ?? 0), 40_000);
+      await until(() => Promise.resolve(Date.now()), (now) => now >= (stack.peerdb.knobs.failUntil ?? 0), 70_000);
       await expectConverged(stack);
     } finally {
       stack.peerdb.knobs.failUntil = undefined;
     }
+  }, 180_000);
+
+  it('converges while PeerDB fails 30 % of requests at random', async () => {
+    const { sql, schema } = stack;
+    await startListener(stack, 'replica-a');
+    const from = stack.peerdb.requests.length;
+    stack.peerdb.knobs.errorRate = 0.3;
+    try {
+      await createTables(sql, schema, Array.from({ length: 10 }, (_, i) => `flaky_${i}`));
+      await stack.waitForVerification('flaky_9', 1, 90_000);
+      for (let i = 0; i < 3; i++) await sql.query(`DROP TABLE ${schema}.flaky_${i}`);
+      await createTables(sql, schema, ['flaky_late']);
+      await expectConverged(stack, 120_000);
+    } finally {
+      stack.peerdb.knobs.errorRate = 0;
+    }
+    const during = stack.peerdb.requests.slice(from);
+    expect(during.filter((r) => r.status === 503).length).toBeGreaterThan(0);
+  }, 180_000);
+
+  it('converges after PeerDB requests hang (client timeouts) for a while', async () => {
+    const { sql, schema } = stack;
+    await startListener(stack, 'replica-a');
+    const from = stack.peerdb.requests.length;
+    stack.peerdb.knobs.hang = true;
+    try {
+      await createTables(sql, schema, Array.from({ length: 5 }, (_, i) => `hung_${i}`));
+      await until(() => Promise.resolve(stack.peerdb.requests.length - from), (count) => count > 0, 30_000);
+      // Longer than PEERDB_REQUEST_TIMEOUT (2 s): the worker's requests time out, more than once.
+      await sleep(6000);
+    } finally {
+      stack.peerdb.knobs.hang = false;
+    }
+    expect(stack.peerdb.requests.slice(from).filter((r) => r.status === undefined).length).toBeGreaterThan(1);
+    await expectConverged(stack);
   }, 150_000);
 });
 
