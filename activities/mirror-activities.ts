@@ -53,6 +53,15 @@ export function createMirrorActivities(deps: ActivityDependencies) {
     }
   }
 
+  async function tableExists(name: string): Promise<boolean> {
+    const result = await clickhouse.query({
+      query: `EXISTS TABLE ${qualifiedTable(config.clickhouse.database, name)}`,
+      format: 'JSONEachRow',
+    });
+    const [row] = await result.json<{ result: number | string }>();
+    return Number(row?.result) === 1;
+  }
+
   /** Sends one state change; false (heartbeating) when PeerDB answered with an outage, so the caller looks again. */
   async function sentOrOutage(call: () => Promise<void>): Promise<boolean> {
     try {
@@ -65,12 +74,15 @@ export function createMirrorActivities(deps: ActivityDependencies) {
     }
   }
 
-  /** Polls the mirror until `done` says so; fails on STATUS_FAILED. Heartbeats, so cancellation reaches it. */
-  async function waitForMirror(mirror: string, what: string, done: (status: MirrorStatus | null) => boolean) {
+  /**
+   * Polls the mirror until `done` says so; fails on STATUS_FAILED unless the wait is for a drop (a failed mirror
+   * is dropped like any other). Heartbeats, so cancellation reaches it.
+   */
+  async function waitForMirror(mirror: string, what: string, done: (status: MirrorStatus | null) => boolean, failedIsFinal = true) {
     for (;;) {
       const status = await persistently(() => peerdb.mirrorStatus(mirror));
       if (done(status)) return status;
-      if (status?.currentFlowState === 'STATUS_FAILED') throw new MirrorFailed(`mirror ${mirror} failed while ${what}`);
+      if (failedIsFinal && status?.currentFlowState === 'STATUS_FAILED') throw new MirrorFailed(`mirror ${mirror} failed while ${what}`);
       Context.current().heartbeat(status?.currentFlowState ?? 'gone');
       await Context.current().sleep(POLL_MS);
     }
@@ -198,7 +210,7 @@ export function createMirrorActivities(deps: ActivityDependencies) {
     async dropMirror(mirror: string): Promise<void> {
       await withBreakerAwareRetries(async () => {
         if ((await persistently(() => peerdb.dropMirror(mirror))) === 'gone') return;
-        await waitForMirror(mirror, 'being dropped', (status) => status === null);
+        await waitForMirror(mirror, 'being dropped', (status) => status === null, false);
       });
     },
 
@@ -215,12 +227,14 @@ export function createMirrorActivities(deps: ActivityDependencies) {
         await clickhouse.command({ query: `DROP TABLE IF EXISTS ${table}` });
         return null;
       }
-      const exists = await clickhouse.query({ query: `EXISTS TABLE ${table}`, format: 'JSONEachRow' });
-      const [row] = await exists.json<{ result: number | string }>();
-      if (Number(row?.result) !== 1) return null;
-      const renamed = droppedTableName(destination, new Date(at));
-      await clickhouse.command({ query: `RENAME TABLE ${table} TO ${qualifiedTable(database, renamed)}` });
-      return renamed;
+      if (!(await tableExists(destination))) return null;
+      // The first free name from `at` on: a table can leave twice within a second (a rebuild right after an add).
+      for (let second = 0; ; second++) {
+        const renamed = droppedTableName(destination, new Date(Date.parse(at) + second * 1000));
+        if (await tableExists(renamed)) continue;
+        await clickhouse.command({ query: `RENAME TABLE ${table} TO ${qualifiedTable(database, renamed)}` });
+        return renamed;
+      }
     },
 
     /**

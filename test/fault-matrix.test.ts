@@ -205,6 +205,63 @@ describe('DDL faults: PeerDB', () => {
   }, 150_000);
 });
 
+describe('a mirror PeerDB failed', () => {
+  let stack: EchoStack;
+  reportOnFailure(() => stack);
+
+  beforeAll(async () => {
+    stack = await startEchoStack();
+  });
+  afterAll(async () => {
+    await stack?.close();
+  });
+
+  it('is dropped and created again with the tables that exist, when a table vanishes before its snapshot', async () => {
+    const { sql, schema, peerdb } = stack;
+    for (const table of ['kept_0', 'kept_1']) {
+      await sql.query(`CREATE TABLE ${schema}.${table} (id int PRIMARY KEY)`);
+      await sql.query(`INSERT INTO ${schema}.${table} SELECT generate_series(1, 5)`);
+    }
+    await stack.dispatchPending();
+    expect((await stack.waitForVerification('kept_1'))[0]?.status).toBe('match');
+    const [mirror] = peerdb.mirrors().map((m) => m.name);
+
+    // The edit that adds `lost` pauses the mirror; the double holds it there while the table is dropped, so
+    // the resume adds a table that no longer exists and PeerDB fails the mirror.
+    peerdb.knobs.stuck = true;
+    await sql.query(`CREATE TABLE ${schema}.lost (id int PRIMARY KEY)`);
+    await stack.dispatchPending();
+    await until(() => Promise.resolve(peerdb.mirrors()[0]?.status), (status) => status === 'STATUS_PAUSING', 30_000);
+    await sql.query(`DROP TABLE ${schema}.lost`);
+    peerdb.knobs.stuck = false;
+    await until(
+      () => Promise.resolve(peerdb.requests.filter((r) => r.path === '/v1/flows/cdc/create' && r.status === 200).length),
+      (creates) => creates === 2,
+      60_000,
+    );
+
+    await stack.dispatchPending();
+    await sql.query(`CREATE TABLE ${schema}.after_failure (id int PRIMARY KEY)`);
+    await stack.dispatchPending();
+    await expectConverged(stack);
+    expect(peerdb.mirrors().map((m) => m.name)).toEqual([mirror]);
+    await peerdb.waitForStatus(mirror!, 'STATUS_RUNNING', 30_000);
+    // The tables that were in the failed mirror were snapshotted again, and verified again.
+    expect((await stack.waitForVerification('kept_0', 2)).at(-1)).toMatchObject({ status: 'match', postgres_count: '5' });
+    expect((await stack.waitForVerification('after_failure'))[0]?.status).toBe('match');
+    const { rows } = await sql.query<{ operation: string; tables: string[]; result: string }>(
+      'SELECT operation, tables, result FROM echodb.mirror_operations WHERE mirror = $1 ORDER BY id',
+      [mirror],
+    );
+    expect(rows.map((r) => `${r.operation} ${r.result} ${[...r.tables].sort().join(',')}`)).toEqual([
+      `create succeeded ${schema}.kept_0,${schema}.kept_1`,
+      `drop succeeded ${schema}.kept_0,${schema}.kept_1,${schema}.lost`,
+      `create succeeded ${schema}.kept_0,${schema}.kept_1`,
+      `add_tables succeeded ${schema}.after_failure`,
+    ]);
+  }, 150_000);
+});
+
 describe('verify-all while ClickHouse is down', () => {
   let clickhouse: LocalServers<'clickhouse'>;
   let stack: EchoStack;

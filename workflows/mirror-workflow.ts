@@ -8,6 +8,7 @@ import {
   defineQuery,
   defineSignal,
   log,
+  patched,
   proxyActivities,
   setHandler,
   sleep,
@@ -64,6 +65,10 @@ const {
 const SEEN_EVENTS_KEPT = 2000;
 /** Continue as new well before Temporal's history limits. */
 const MAX_HISTORY_EVENTS = 5000;
+/** patched() marker: a mirror PeerDB failed is dropped and created again (older histories recorded the failure). */
+const REBUILD_FAILED_MIRROR = 'rebuild-failed-mirror';
+/** How many times one edit rebuilds a failed mirror before it records the failure and waits for the next event. */
+const REBUILD_ATTEMPTS = 3;
 /** A mirror workflow with no mirror left waits this long for new events before it completes. */
 const IDLE_COMPLETION = '1 minute';
 
@@ -146,18 +151,81 @@ export async function mirrorWorkflow(input: MirrorWorkflowInput): Promise<void> 
   /** Takes tables out of the mirror (the whole mirror when none would be left) and retires their destinations. */
   const removeTables = async (removed: TrackedTable[], eventIds: string[], at: string): Promise<void> => {
     const wholeMirror = removed.length === tables.size;
+    let failed = false;
     try {
       if (wholeMirror) await dropMirror(mirror);
       else await editMirror(mirror, [], removed);
     } catch (error) {
-      await record(wholeMirror ? 'drop' : 'remove_tables', removed, eventIds, failureText(error));
-      return;
+      failed = isFailureOfType(error, 'MirrorFailed') && patched(REBUILD_FAILED_MIRROR);
+      if (!failed) {
+        await record(wholeMirror ? 'drop' : 'remove_tables', removed, eventIds, failureText(error));
+        return;
+      }
     }
     if (wholeMirror) mirrorExists = false;
     for (const table of removed) tables.delete(table.source);
     await record(wholeMirror ? 'drop' : 'remove_tables', removed, eventIds);
     for (const table of removed) await retireDestinationTable(table.destination, settings.onDrop, at);
     await releaseDestinations(removed);
+    // The rest leave with the failed mirror and come back in a new one.
+    if (failed) await rebuildMirror([...tables.values()], eventIds, new Map());
+  };
+
+  /** Starts a verify workflow for each table a mirror just snapshotted. */
+  const verifyAdded = async (added: TrackedTable[], eventIds: string[], eventIdOf: Map<string, string>): Promise<void> => {
+    for (const table of added) {
+      const eventId = eventIdOf.get(table.source) ?? eventIds[eventIds.length - 1]!;
+      try {
+        await startChild(verifyTableWorkflow, {
+          workflowId: verifyWorkflowId(mirror, table, eventId),
+          args: [{ mirror, table, eventId, settings: settings.verify, retry: settings.retry }],
+          parentClosePolicy: ParentClosePolicy.ABANDON,
+          typedSearchAttributes: [...tableSearchAttributes(mirror, table), ...eventIdAttribute(eventId)],
+        });
+      } catch (error) {
+        if (!(error instanceof WorkflowExecutionAlreadyStartedError)) throw error;
+      }
+    }
+  };
+
+  /**
+   * PeerDB gave up on the mirror (STATUS_FAILED: a table dropped during its snapshot, a lost slot) and takes no
+   * more edits. Drops it and creates it again with those of `wanted` that still exist, each snapshotted afresh
+   * into an empty destination: the old one is moved aside (dropped under DESTINATION_ON_DROP=drop). A new mirror
+   * that fails too (another table dropped meanwhile) is rebuilt again, up to REBUILD_ATTEMPTS times in all.
+   */
+  const rebuildMirror = async (wanted: TrackedTable[], eventIds: string[], eventIdOf: Map<string, string>): Promise<void> => {
+    for (let attempt = 1; ; attempt++) {
+      log.warn('mirror failed in PeerDB: dropping it and creating it again', { mirror, attempt, tables: wanted.length });
+      await dropMirror(mirror);
+      mirrorExists = false;
+      tables.clear();
+      await record('drop', wanted, eventIds);
+      const at = new Date(Date.now()).toISOString();
+      const facts = await inspectSourceTables(wanted.map(({ schema, table }) => ({ schema, table })));
+      const alive = wanted.flatMap((table, i) => (facts[i]!.mirrorable ? [{ ...table, relationOid: facts[i]!.relationOid }] : []));
+      const gone = wanted.filter((_, i) => !facts[i]!.mirrorable);
+      for (const table of gone) await retireDestinationTable(table.destination, settings.onDrop, at);
+      await releaseDestinations(gone);
+      for (const table of alive) await retireDestinationTable(table.destination, settings.onDrop === 'drop' ? 'drop' : 'rename', at);
+      if (alive.length === 0) return;
+      try {
+        if ((await createMirror(mirror, alive)) === 'exists') await editMirror(mirror, alive, []);
+      } catch (error) {
+        if (isFailureOfType(error, 'MirrorFailed') && attempt < REBUILD_ATTEMPTS) {
+          wanted = alive;
+          continue;
+        }
+        await record('create', alive, eventIds, failureText(error));
+        await releaseDestinations(alive);
+        return;
+      }
+      mirrorExists = true;
+      for (const table of alive) tables.set(table.source, table);
+      await record('create', alive, eventIds);
+      await verifyAdded(alive, eventIds, eventIdOf);
+      return;
+    }
   };
 
   /** Puts tables into the mirror (creating it when there is none) and starts a verify workflow for each. */
@@ -204,25 +272,17 @@ export async function mirrorWorkflow(input: MirrorWorkflowInput): Promise<void> 
         mirrorExists = true;
       }
     } catch (error) {
+      if (isFailureOfType(error, 'MirrorFailed') && patched(REBUILD_FAILED_MIRROR)) {
+        await rebuildMirror([...tables.values(), ...added], eventIds, eventIdOf);
+        return;
+      }
       await record(operation, added, eventIds, failureText(error));
       await releaseDestinations(added);
       return;
     }
     for (const table of added) tables.set(table.source, table);
     await record(operation, added, eventIds);
-    for (const table of added) {
-      const eventId = eventIdOf.get(table.source) ?? eventIds[eventIds.length - 1]!;
-      try {
-        await startChild(verifyTableWorkflow, {
-          workflowId: verifyWorkflowId(mirror, table, eventId),
-          args: [{ mirror, table, eventId, settings: settings.verify, retry: settings.retry }],
-          parentClosePolicy: ParentClosePolicy.ABANDON,
-          typedSearchAttributes: [...tableSearchAttributes(mirror, table), ...eventIdAttribute(eventId)],
-        });
-      } catch (error) {
-        if (!(error instanceof WorkflowExecutionAlreadyStartedError)) throw error;
-      }
-    }
+    await verifyAdded(added, eventIds, eventIdOf);
   };
 
   const applyEvents = async (events: TableEvent[]): Promise<void> => {
