@@ -67,6 +67,10 @@ const SEEN_EVENTS_KEPT = 2000;
 const MAX_HISTORY_EVENTS = 5000;
 /** patched() marker: a mirror PeerDB failed is dropped and created again (older histories recorded the failure). */
 const REBUILD_FAILED_MIRROR = 'rebuild-failed-mirror';
+/** patched() marker: verify workflows start in groups (older histories started them one at a time). */
+const START_VERIFIES_TOGETHER = 'start-verifies-together';
+/** How many verify workflows one workflow task starts: bounded, so that one task's commands stay small. */
+const VERIFY_STARTS_PER_TASK = 100;
 /** How many times one edit rebuilds a failed mirror before it records the failure and waits for the next event. */
 const REBUILD_ATTEMPTS = 3;
 /** A mirror workflow with no mirror left waits this long for new events before it completes. */
@@ -171,9 +175,12 @@ export async function mirrorWorkflow(input: MirrorWorkflowInput): Promise<void> 
     if (failed) await rebuildMirror([...tables.values()], eventIds, new Map());
   };
 
-  /** Starts a verify workflow for each table a mirror just snapshotted. */
+  /**
+   * Starts a verify workflow for each table a mirror just snapshotted: VERIFY_STARTS_PER_TASK at a time in one
+   * workflow task (one after another, as older histories did, cost a round trip each: a minute for 200 tables).
+   */
   const verifyAdded = async (added: TrackedTable[], eventIds: string[], eventIdOf: Map<string, string>): Promise<void> => {
-    for (const table of added) {
+    const startVerify = async (table: TrackedTable): Promise<void> => {
       const eventId = eventIdOf.get(table.source) ?? eventIds[eventIds.length - 1]!;
       try {
         await startChild(verifyTableWorkflow, {
@@ -185,7 +192,9 @@ export async function mirrorWorkflow(input: MirrorWorkflowInput): Promise<void> 
       } catch (error) {
         if (!(error instanceof WorkflowExecutionAlreadyStartedError)) throw error;
       }
-    }
+    };
+    const together = patched(START_VERIFIES_TOGETHER) ? VERIFY_STARTS_PER_TASK : 1;
+    for (let i = 0; i < added.length; i += together) await Promise.all(added.slice(i, i + together).map(startVerify));
   };
 
   /**
