@@ -260,6 +260,28 @@ describe('a mirror PeerDB failed', () => {
       `add_tables succeeded ${schema}.after_failure`,
     ]);
   }, 150_000);
+
+  it('is created again with every table it held when it was dropped behind EchoDB\'s back', async () => {
+    const { sql, schema, peerdb } = stack;
+    const [mirror] = peerdb.mirrors().map((m) => m.name);
+    const verified = (await stack.verifications('kept_0')).length;
+    // As an operator dropping it in PeerDB's UI would.
+    const dropped = await fetch(`${peerdb.url}/v1/mirrors/state_change`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ flowJobName: mirror, requestedFlowState: 'STATUS_TERMINATING' }),
+    });
+    expect(dropped.status).toBe(200);
+    await until(() => Promise.resolve(peerdb.mirrors().length), (count) => count === 0, 30_000);
+
+    await sql.query(`CREATE TABLE ${schema}.after_drop (id int PRIMARY KEY)`);
+    await stack.dispatchPending();
+    await expectConverged(stack);
+    expect(peerdb.mirrors()[0]?.tables.map((t) => t.sourceTableIdentifier).sort()).toEqual(
+      ['after_drop', 'after_failure', 'kept_0', 'kept_1'].map((table) => `${schema}.${table}`),
+    );
+    expect((await stack.waitForVerification('kept_0', verified + 1)).at(-1)).toMatchObject({ status: 'match', postgres_count: '5' });
+  }, 150_000);
 });
 
 describe('verify-all while ClickHouse is down', () => {

@@ -84,6 +84,9 @@ const failureText = (error: unknown): string => {
 const isFailureOfType = (error: unknown, type: string): boolean =>
   error instanceof ActivityFailure && error.cause instanceof ApplicationFailure && error.cause.type === type;
 
+/** PeerDB failed the mirror (STATUS_FAILED), or no longer knows it: either way, it must be created again. */
+const lostInPeerDb = (error: unknown): boolean => isFailureOfType(error, 'MirrorFailed') || isFailureOfType(error, 'MirrorNotFound');
+
 /**
  * The one workflow that owns one PeerDB mirror. DDL events arrive as signals (signal-with-start on a
  * deterministic ID); events that arrive within the coalescing window become one edit. Each edit converges the
@@ -160,7 +163,7 @@ export async function mirrorWorkflow(input: MirrorWorkflowInput): Promise<void> 
       if (wholeMirror) await dropMirror(mirror);
       else await editMirror(mirror, [], removed);
     } catch (error) {
-      failed = isFailureOfType(error, 'MirrorFailed') && patched(REBUILD_FAILED_MIRROR);
+      failed = !wholeMirror && lostInPeerDb(error) && patched(REBUILD_FAILED_MIRROR);
       if (!failed) {
         await record(wholeMirror ? 'drop' : 'remove_tables', removed, eventIds, failureText(error));
         return;
@@ -171,7 +174,7 @@ export async function mirrorWorkflow(input: MirrorWorkflowInput): Promise<void> 
     await record(wholeMirror ? 'drop' : 'remove_tables', removed, eventIds);
     for (const table of removed) await retireDestinationTable(table.destination, settings.onDrop, at);
     await releaseDestinations(removed);
-    // The rest leave with the failed mirror and come back in a new one.
+    // The rest leave with the failed (or vanished) mirror and come back in a new one.
     if (failed) await rebuildMirror([...tables.values()], eventIds, new Map());
   };
 
@@ -218,6 +221,7 @@ export async function mirrorWorkflow(input: MirrorWorkflowInput): Promise<void> 
       await releaseDestinations(gone);
       for (const table of alive) await retireDestinationTable(table.destination, settings.onDrop === 'drop' ? 'drop' : 'rename', at);
       if (alive.length === 0) return;
+      let failure: unknown;
       try {
         if ((await createMirror(mirror, alive)) === 'exists') await editMirror(mirror, alive, []);
       } catch (error) {
@@ -225,12 +229,15 @@ export async function mirrorWorkflow(input: MirrorWorkflowInput): Promise<void> 
           wanted = alive;
           continue;
         }
-        await record('create', alive, eventIds, failureText(error));
-        await releaseDestinations(alive);
-        return;
+        failure = error;
       }
+      // Tracked even when this failed: they belong in the mirror, and the next edit rebuilds it with them.
       mirrorExists = true;
       for (const table of alive) tables.set(table.source, table);
+      if (failure !== undefined) {
+        await record('create', alive, eventIds, failureText(failure));
+        return;
+      }
       await record('create', alive, eventIds);
       await verifyAdded(alive, eventIds, eventIdOf);
       return;
@@ -267,8 +274,9 @@ export async function mirrorWorkflow(input: MirrorWorkflowInput): Promise<void> 
         try {
           await editMirror(mirror, added, []);
         } catch (error) {
-          if (!isFailureOfType(error, 'MirrorNotFound')) throw error;
-          // Dropped behind EchoDB's back: start over with the tables it should hold.
+          // Dropped behind EchoDB's back: rebuilt below with every table it should hold. Older histories
+          // started over with the added tables alone.
+          if (!isFailureOfType(error, 'MirrorNotFound') || patched(REBUILD_FAILED_MIRROR)) throw error;
           tables.clear();
           mirrorExists = false;
           operation = 'create';
@@ -281,7 +289,7 @@ export async function mirrorWorkflow(input: MirrorWorkflowInput): Promise<void> 
         mirrorExists = true;
       }
     } catch (error) {
-      if (isFailureOfType(error, 'MirrorFailed') && patched(REBUILD_FAILED_MIRROR)) {
+      if (lostInPeerDb(error) && patched(REBUILD_FAILED_MIRROR)) {
         await rebuildMirror([...tables.values(), ...added], eventIds, eventIdOf);
         return;
       }
