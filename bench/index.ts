@@ -33,7 +33,10 @@ try {
   if (runs('mirrors')) {
     const tables = Number(process.env.BENCH_TABLES ?? 1000);
     const lifecycle = [];
-    for (const strategy of ['per-schema', 'per-table'] as const) {
+    const strategies = (process.env.BENCH_STRATEGIES ?? 'per-schema,per-table').split(',') as ('per-schema' | 'per-table')[];
+    const unknown = strategies.filter((strategy) => strategy !== 'per-schema' && strategy !== 'per-table');
+    if (unknown.length > 0) throw new Error(`BENCH_STRATEGIES: unknown strategy ${unknown.join(', ')} (per-schema, per-table)`);
+    for (const strategy of strategies) {
       console.log(`bench mirrors: ${tables} tables created in one transaction, ${strategy} ...`);
       lifecycle.push(await measureMirrorLifecycle(servers.settings, strategy, tables));
     }
