@@ -180,7 +180,11 @@ export class DdlListener {
     const { maxAttempts } = config.reconnect;
     for (let attempt = 1; ; attempt++) {
       const subscriber = pgListen.default(postgresClientConfig(config.postgres, `echodb-listener:${config.workerId}`), {
-        retryInterval: (failed) => this.reconnectDelay(failed),
+        // pg-listen's reconnection loop does not look at close(): stopping ends it here (its error is ignored).
+        retryInterval: (failed) => {
+          if (this.stopping) throw new Error('listener stopped');
+          return this.reconnectDelay(failed);
+        },
         // pg-listen makes retryLimit - 1 attempts, and 0 means forever.
         retryLimit: maxAttempts === 0 ? 0 : maxAttempts + 1,
         retryTimeout: 0,
@@ -193,9 +197,14 @@ export class DdlListener {
         else this.wake();
       });
       subscriber.events.on('reconnect', (n) => logger.warn(`listener: reconnecting to PostgreSQL (attempt ${n})`));
-      // After a reconnection: catch up on what was committed meanwhile.
-      subscriber.events.on('connected', () => this.wake());
-      subscriber.events.on('error', (error) => this.fail(new Error(`listener: ${error.message}`)));
+      // After a reconnection: catch up on what was committed meanwhile; or, stopped meanwhile, close the new one.
+      subscriber.events.on('connected', () => {
+        if (this.stopping) void subscriber.close().catch(() => undefined);
+        else this.wake();
+      });
+      subscriber.events.on('error', (error) => {
+        if (!this.stopping) this.fail(new Error(`listener: ${error.message}`));
+      });
       try {
         await subscriber.connect();
         this.subscriber = subscriber;

@@ -1,71 +1,13 @@
-import type pg from 'pg';
-import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { startLocalServers, type LocalServers } from '../lib/local-servers/index.js';
 import { startVerifyAll } from '../api/verification.js';
 import type { VerifyAllReport } from '../workflows/model.js';
 import { expectConverged } from './support/end-state.js';
-import { startEchoProcess, type EchoProcess } from './support/echo-process.js';
 import { startEchoStack, type EchoStack } from './support/echo-stack.js';
+import { createTables, echoProcesses, handledBy, reportOnFailure, sleep } from './support/fault-helpers.js';
 import { until } from './support/until.js';
 
-const TTL_MS = 3000;
-/** Short leases and polls, so that failover happens in seconds. */
-const FAST_ELECTION = {
-  LEADER_ELECTION_TTL: String(TTL_MS / 1000),
-  LEADER_ELECTION_INTERVAL: '1',
-  OUTBOX_POLL_INTERVAL: '1',
-  RECONNECT_DELAY: '0.5',
-  MAX_RECONNECT_ATTEMPTS: '0',
-};
-
-const started: EchoProcess[] = [];
-
-/** `echodb run --roles listener` as a replica of its own; the stack's worker runs the workflows. */
-async function startListener(stack: EchoStack, name: string, env: Record<string, string> = {}): Promise<EchoProcess> {
-  const listener = await startEchoProcess({ ...stack.env, ...FAST_ELECTION, ...env, WORKER_ID: name }, ['listener']);
-  started.push(listener);
-  return listener;
-}
-
-/** Two listeners; resolves once one of them leads, with the leader first. */
-async function startPair(stack: EchoStack, env: Record<string, string>) {
-  const [a, b] = await Promise.all([startListener(stack, 'replica-a', env), startListener(stack, 'replica-b', env)]);
-  const leader = await Promise.any([a, b].map(async (replica) => (await replica.waitForLine(/is leader/), replica)));
-  return leader === a ? { leader: a, follower: b, followerName: 'replica-b' } : { leader: b, follower: a, followerName: 'replica-a' };
-}
-
-afterEach(async (context) => {
-  const replicas = started.splice(0);
-  await Promise.all(replicas.map((replica) => replica.stop()));
-  if (context.task.result?.state === 'fail') {
-    for (const replica of replicas) console.log(`--- process output:\n${replica.lines.slice(-80).join('\n')}`);
-  }
-});
-
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-
-async function createTables(sql: pg.Client, schema: string, names: string[]): Promise<void> {
-  for (const name of names) await sql.query(`CREATE TABLE ${schema}.${name} (id int PRIMARY KEY)`);
-}
-
-const handledBy = async (sql: pg.Client, worker: string) => {
-  const { rows } = await sql.query<{ count: string }>('SELECT count(*) FROM echodb.ddl_events WHERE handled_by = $1', [worker]);
-  return Number(rows[0]!.count);
-};
-
-/** Prints what the worker and the double saw when a case fails. */
-function reportOnFailure(stack: () => EchoStack | undefined) {
-  afterEach(async (context) => {
-    const current = stack();
-    if (context.task.result?.state !== 'fail' || !current) return;
-    const { rows } = await current.sql.query('SELECT status, count(*) FROM echodb.ddl_events GROUP BY status');
-    const mirrors = current.peerdb.mirrors().map(({ name, status, error, tables }) => ({ name, status, error, tables: tables.length }));
-    console.log(
-      `--- outbox: ${JSON.stringify(rows)}\n--- PeerDB double's mirrors: ${JSON.stringify(mirrors)}` +
-        `\n--- worker output:\n${current.worker.lines.filter((line) => !/webpack|modules|\[built\]/.test(line)).slice(-60).join('\n')}`,
-    );
-  });
-}
+const { startListener, startPair } = echoProcesses();
 
 describe('DDL faults: listeners', () => {
   let stack: EchoStack;
@@ -104,8 +46,7 @@ describe('DDL faults: listeners', () => {
 
   it('converges after the leader is SIGTERMed in a burst', async () => {
     const { sql, schema } = stack;
-    const { leader, follower, followerName } = await startPair(stack, redisEnv);
-    const leaderName = followerName === 'replica-a' ? 'replica-b' : 'replica-a';
+    const { leader, follower, leaderName } = await startPair(stack, redisEnv);
     const before = await handledBy(sql, leaderName);
     const creating = createTables(sql, schema, Array.from({ length: 100 }, (_, i) => `stopped_${i}`));
     await until(() => handledBy(sql, leaderName), (count) => count >= before + 20, 60_000);
@@ -119,8 +60,7 @@ describe('DDL faults: listeners', () => {
 
   it('converges after the leader is SIGKILLed in a 200-table burst', async () => {
     const { sql, schema } = stack;
-    const { leader, follower, followerName } = await startPair(stack, redisEnv);
-    const leaderName = followerName === 'replica-a' ? 'replica-b' : 'replica-a';
+    const { leader, follower, leaderName, followerName } = await startPair(stack, redisEnv);
     const before = await handledBy(sql, leaderName);
     const creating = createTables(sql, schema, Array.from({ length: 200 }, (_, i) => `killed_${i}`));
     await until(() => handledBy(sql, leaderName), (count) => count >= before + 30, 60_000);
