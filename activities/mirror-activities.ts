@@ -18,6 +18,12 @@ import { withBreakerAwareRetries } from './temporal-errors.js';
 
 /** How often a waiting activity asks PeerDB for the mirror's state (and heartbeats). */
 const POLL_MS = 250;
+/**
+ * How often a PeerDB activity heartbeats while it runs, whatever it waits for (a PeerDB call may take up to
+ * PEERDB_REQUEST_TIMEOUT): the workflows' heartbeat timeout only has to outlast this, so the activities of a
+ * worker that died are handed to another within seconds.
+ */
+const HEARTBEAT_EVERY_MS = 1000;
 /** The longest pause between two tries of a PeerDB call that failed for an outage (503, timeout, refused). */
 const MAX_OUTAGE_PAUSE_MS = 5000;
 
@@ -34,6 +40,17 @@ const sourcesOf = (status: MirrorStatus): string[] => mappingsOf(status).map((m)
 export function createMirrorActivities(deps: ActivityDependencies) {
   const { config, clickhouse, peerdb } = deps;
   const querySource = sourceQueries(deps);
+
+  /** Runs a PeerDB activity's body (breaker-aware), heartbeating every HEARTBEAT_EVERY_MS until it ends. */
+  async function heartbeating<T>(work: () => Promise<T>): Promise<T> {
+    const context = Context.current();
+    const timer = setInterval(() => context.heartbeat(), HEARTBEAT_EVERY_MS);
+    try {
+      return await withBreakerAwareRetries(work);
+    } finally {
+      clearInterval(timer);
+    }
+  }
 
   /**
    * One PeerDB call, tried again in place (heartbeating, backing off to MAX_OUTAGE_PAUSE_MS) while PeerDB answers
@@ -105,7 +122,7 @@ export function createMirrorActivities(deps: ActivityDependencies) {
 
     /** Creates or updates the PostgreSQL and ClickHouse peers the mirrors read from and write to. */
     async ensurePeers(): Promise<void> {
-      await withBreakerAwareRetries(() => peers.ensurePeers(peerdb, config));
+      await heartbeating(() => peers.ensurePeers(peerdb, config));
     },
 
     /** What the source catalog says about these tables now. */
@@ -149,7 +166,7 @@ export function createMirrorActivities(deps: ActivityDependencies) {
 
     /** Creates the mirror with these tables (initial snapshot included) and waits until it runs. */
     async createMirror(mirror: string, tables: MirrorTable[]): Promise<'created' | 'exists'> {
-      return withBreakerAwareRetries(async () => {
+      return heartbeating(async () => {
         const outcome = await persistently(() => peerdb.createCdcMirror({
           flowJobName: mirror,
           sourceName: config.peerdb.sourcePeerName,
@@ -168,7 +185,7 @@ export function createMirrorActivities(deps: ActivityDependencies) {
      * retry after a crash in the middle continues where it stopped.
      */
     async editMirror(mirror: string, add: MirrorTable[], remove: MirrorTable[]): Promise<{ added: string[]; removed: string[] }> {
-      return withBreakerAwareRetries(async () => {
+      return heartbeating(async () => {
         const applied = { added: [] as string[], removed: [] as string[] };
         for (;;) {
           const status = await persistently(() => peerdb.mirrorStatus(mirror));
@@ -208,7 +225,7 @@ export function createMirrorActivities(deps: ActivityDependencies) {
 
     /** Drops the mirror and waits until PeerDB no longer knows it. ClickHouse tables stay. */
     async dropMirror(mirror: string): Promise<void> {
-      await withBreakerAwareRetries(async () => {
+      await heartbeating(async () => {
         if ((await persistently(() => peerdb.dropMirror(mirror))) === 'gone') return;
         await waitForMirror(mirror, 'being dropped', (status) => status === null, false);
       });

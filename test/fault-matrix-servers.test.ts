@@ -235,10 +235,10 @@ describe('a worker SIGKILLed in the middle of a PeerDB edit', () => {
 
     await processes.start('replacement worker', stack.env);
     peerdb.knobs.stuck = false;
-    // The killed worker's editMirror attempt times out on its heartbeat (1 minute), then the new worker retries it.
-    await expectConverged(stack, 150_000);
+    // The killed worker's editMirror attempt times out on its heartbeat (10 s), then the new worker retries it.
+    await expectConverged(stack, 60_000);
     const added = peerdb.requests.flatMap(tablesAddedBy).filter((table) => table === `${schema}.second`);
     expect(added).toEqual([`${schema}.second`]);
     expect(peerdb.mirrors()[0]?.tables.map((t) => t.sourceTableIdentifier).sort()).toEqual([`${schema}.first`, `${schema}.second`]);
-  }, 240_000);
+  }, 120_000);
 });
