@@ -12,17 +12,9 @@ import { recordingHistories, saveHistory } from './support/histories.js';
 import { startEchoProcess, type EchoProcess } from './support/echo-process.js';
 import { startEchoStack, type EchoStack } from './support/echo-stack.js';
 import { until } from './support/until.js';
+import { FAST_ELECTION, TTL_MS } from './support/fast-election.js';
 
-const TTL_MS = 3000;
-const INTERVAL_MS = 1000;
-/** Short leases and polls, so that failover happens in seconds. */
-const FAST_ELECTION = {
-  LEADER_ELECTION_TTL: String(TTL_MS / 1000),
-  LEADER_ELECTION_INTERVAL: String(INTERVAL_MS / 1000),
-  OUTBOX_POLL_INTERVAL: '1',
-  RECONNECT_DELAY: '0.5',
-  MAX_RECONNECT_ATTEMPTS: '0',
-};
+const INTERVAL_MS = Number(FAST_ELECTION.LEADER_ELECTION_INTERVAL) * 1000;
 
 const redisEnv = (redis: RedisSettings) => ({
   REDIS_HOST: redis.host,

@@ -2,21 +2,13 @@ import type pg from 'pg';
 import { afterEach } from 'vitest';
 import { startEchoProcess, type EchoProcess } from './echo-process.js';
 import type { EchoStack } from './echo-stack.js';
+import { FAST_ELECTION } from './fast-election.js';
 
 /**
  * Fault-matrix helpers shared by test/fault-matrix*.test.ts. With FAULT_DEBUG set, the output of every case is
  * printed as if it had failed (to see where a passing case spends its time).
  */
 
-export const TTL_MS = 3000;
-/** Short leases and polls, so that failover happens in seconds. */
-export const FAST_ELECTION = {
-  LEADER_ELECTION_TTL: String(TTL_MS / 1000),
-  LEADER_ELECTION_INTERVAL: '1',
-  OUTBOX_POLL_INTERVAL: '1',
-  RECONNECT_DELAY: '0.5',
-  MAX_RECONNECT_ATTEMPTS: '0',
-};
 
 export const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
