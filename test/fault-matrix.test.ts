@@ -224,6 +224,36 @@ describe('a mirror PeerDB failed', () => {
   }, 150_000);
 });
 
+describe('a table dropped while the create that names it is in flight', () => {
+  let stack: EchoStack;
+  reportOnFailure(() => stack);
+
+  beforeAll(async () => {
+    stack = await startEchoStack();
+  });
+  afterAll(async () => {
+    await stack?.close();
+  });
+
+  it('is left out when PeerDB refuses the create, and the other tables are mirrored', async () => {
+    const { sql, schema, peerdb } = stack;
+    // Each request takes 1.5 s (under the 2 s request timeout): time to drop a table once the create is sent.
+    peerdb.knobs.latencyMs = 1500;
+    for (const table of ['stays', 'vanishes']) await sql.query(`CREATE TABLE ${schema}.${table} (id int PRIMARY KEY)`);
+    await stack.dispatchPending();
+    await until(() => Promise.resolve(peerdb.requests.some((r) => r.path === '/v1/flows/cdc/create')), Boolean, 30_000);
+    await sql.query(`DROP TABLE ${schema}.vanishes`);
+    await stack.dispatchPending();
+    await expectConverged(stack);
+
+    const creates = peerdb.requests.filter((r) => r.path === '/v1/flows/cdc/create').map((r) => r.status);
+    expect(creates).toEqual([500, 200]);
+    expect(peerdb.mirrors()[0]?.tables.map((t) => t.sourceTableIdentifier)).toEqual([`${schema}.stays`]);
+    const { rows } = await sql.query("SELECT count(*)::int AS failed FROM echodb.mirror_operations WHERE result = 'failed'");
+    expect(rows[0]).toEqual({ failed: 0 });
+  }, 150_000);
+});
+
 describe('verify-all while ClickHouse is down', () => {
   let clickhouse: LocalServers<'clickhouse'>;
   let stack: EchoStack;

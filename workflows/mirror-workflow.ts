@@ -71,6 +71,10 @@ const REBUILD_FAILED_MIRROR = 'rebuild-failed-mirror';
 const START_VERIFIES_TOGETHER = 'start-verifies-together';
 /** How many verify workflows one workflow task starts: bounded, so that one task's commands stay small. */
 const VERIFY_STARTS_PER_TASK = 100;
+/** patched() marker: a create PeerDB refused is retried without the tables dropped since they were inspected. */
+const RECHECK_REFUSED_TABLES = 'recheck-refused-tables';
+/** How many times one edit tries to put tables into the mirror when PeerDB refuses a table that vanished. */
+const RECHECK_ATTEMPTS = 3;
 /** How many times one edit rebuilds a failed mirror before it records the failure and waits for the next event. */
 const REBUILD_ATTEMPTS = 3;
 /** A mirror workflow with no mirror left waits this long for new events before it completes. */
@@ -201,6 +205,15 @@ export async function mirrorWorkflow(input: MirrorWorkflowInput): Promise<void> 
     for (let i = 0; i < added.length; i += together) await Promise.all(added.slice(i, i + together).map(startVerify));
   };
 
+  /** Splits tables into those the catalog still has as mirrorable (with their relation now) and the rest. */
+  const stillThere = async (candidates: TrackedTable[]): Promise<{ alive: TrackedTable[]; gone: TrackedTable[] }> => {
+    const facts = await inspectSourceTables(candidates.map(({ schema, table }) => ({ schema, table })));
+    return {
+      alive: candidates.flatMap((table, i) => (facts[i]!.mirrorable ? [{ ...table, relationOid: facts[i]!.relationOid }] : [])),
+      gone: candidates.filter((_, i) => !facts[i]!.mirrorable),
+    };
+  };
+
   /**
    * PeerDB gave up on the mirror (STATUS_FAILED: a table dropped during its snapshot, a lost slot) and takes no
    * more edits, or no longer knows it (dropped behind EchoDB's back). Drops it and creates it again with those of `wanted` that still exist, each snapshotted afresh
@@ -215,9 +228,7 @@ export async function mirrorWorkflow(input: MirrorWorkflowInput): Promise<void> 
       tables.clear();
       await record('drop', wanted, eventIds);
       const at = new Date(Date.now()).toISOString();
-      const facts = await inspectSourceTables(wanted.map(({ schema, table }) => ({ schema, table })));
-      const alive = wanted.flatMap((table, i) => (facts[i]!.mirrorable ? [{ ...table, relationOid: facts[i]!.relationOid }] : []));
-      const gone = wanted.filter((_, i) => !facts[i]!.mirrorable);
+      const { alive, gone } = await stillThere(wanted);
       for (const table of gone) await retireDestinationTable(table.destination, settings.onDrop, at);
       await releaseDestinations(gone);
       for (const table of alive) await retireDestinationTable(table.destination, settings.onDrop === 'drop' ? 'drop' : 'rename', at);
@@ -226,7 +237,8 @@ export async function mirrorWorkflow(input: MirrorWorkflowInput): Promise<void> 
       try {
         if ((await createMirror(mirror, alive)) === 'exists') await editMirror(mirror, alive, []);
       } catch (error) {
-        if (isFailureOfType(error, 'MirrorFailed') && attempt < REBUILD_ATTEMPTS) {
+        // Failed again, or refused (a table dropped since it was inspected): look again and retry.
+        if ((isFailureOfType(error, 'MirrorFailed') || isFailureOfType(error, 'PeerDbInvalidRequest')) && attempt < REBUILD_ATTEMPTS) {
           wanted = alive;
           continue;
         }
@@ -257,7 +269,7 @@ export async function mirrorWorkflow(input: MirrorWorkflowInput): Promise<void> 
       const error = `NameCollision: ClickHouse table ${table.destination} already receives ${heldBy}; ${table.source} is not mirrored`;
       await record(mirrorExists ? 'add_tables' : 'create', [table], eventIds, error);
     }
-    const added = wanted.filter((table) => claimed.some((c) => c.source === table.source));
+    let added = wanted.filter((table) => claimed.some((c) => c.source === table.source));
     if (added.length === 0) return;
     // PeerDB snapshots only into an empty table. Under `keep`, a dropped table's data is still in place when a
     // table of that name comes back: move it aside now that the destination is this table's (a no-op when
@@ -270,33 +282,47 @@ export async function mirrorWorkflow(input: MirrorWorkflowInput): Promise<void> 
       peersEnsured = true;
     }
     let operation: MirrorOperation['operation'] = mirrorExists ? 'add_tables' : 'create';
-    try {
-      if (mirrorExists) {
-        try {
-          await editMirror(mirror, added, []);
-        } catch (error) {
-          // Dropped behind EchoDB's back: rebuilt below with every table it should hold. Older histories
-          // started over with the added tables alone.
-          if (!isFailureOfType(error, 'MirrorNotFound') || patched(REBUILD_FAILED_MIRROR)) throw error;
-          tables.clear();
-          mirrorExists = false;
-          operation = 'create';
+    for (let attempt = 1; ; attempt++) {
+      try {
+        if (mirrorExists) {
+          try {
+            await editMirror(mirror, added, []);
+          } catch (error) {
+            // Dropped behind EchoDB's back: rebuilt below with every table it should hold. Older histories
+            // started over with the added tables alone.
+            if (!isFailureOfType(error, 'MirrorNotFound') || patched(REBUILD_FAILED_MIRROR)) throw error;
+            tables.clear();
+            mirrorExists = false;
+            operation = 'create';
+          }
         }
-      }
-      if (!mirrorExists) {
-        const outcome = await createMirror(mirror, added);
-        // A mirror that already existed (a retried create, a lost history) may lack some of these tables.
-        if (outcome === 'exists') await editMirror(mirror, added, []);
-        mirrorExists = true;
-      }
-    } catch (error) {
-      if (lostInPeerDb(error) && patched(REBUILD_FAILED_MIRROR)) {
-        await rebuildMirror([...tables.values(), ...added], eventIds, eventIdOf);
+        if (!mirrorExists) {
+          const outcome = await createMirror(mirror, added);
+          // A mirror that already existed (a retried create, a lost history) may lack some of these tables.
+          if (outcome === 'exists') await editMirror(mirror, added, []);
+          mirrorExists = true;
+        }
+        break;
+      } catch (error) {
+        if (lostInPeerDb(error) && patched(REBUILD_FAILED_MIRROR)) {
+          await rebuildMirror([...tables.values(), ...added], eventIds, eventIdOf);
+          return;
+        }
+        // PeerDB refuses a create naming a table that is gone: one dropped since it was inspected. The others
+        // go in without it (a later event of the dropped one finds it not tracked).
+        if (isFailureOfType(error, 'PeerDbInvalidRequest') && attempt < RECHECK_ATTEMPTS && patched(RECHECK_REFUSED_TABLES)) {
+          const { alive, gone } = await stillThere(added);
+          if (gone.length > 0) {
+            await releaseDestinations(gone);
+            added = alive;
+            if (added.length === 0) return;
+            continue;
+          }
+        }
+        await record(operation, added, eventIds, failureText(error));
+        await releaseDestinations(added);
         return;
       }
-      await record(operation, added, eventIds, failureText(error));
-      await releaseDestinations(added);
-      return;
     }
     for (const table of added) tables.set(table.source, table);
     await record(operation, added, eventIds);
