@@ -52,6 +52,12 @@ export function createMirrorActivities(deps: ActivityDependencies) {
     }
   }
 
+  /** Rethrows anything but an outage; an outage is heartbeated, so the Temporal UI shows why the activity waits. */
+  function noteOutage(error: unknown): void {
+    if (!(error instanceof PeerDbUnavailable)) throw error;
+    Context.current().heartbeat(`PeerDB unavailable: ${error.message}`);
+  }
+
   /**
    * One PeerDB call, tried again in place (heartbeating, backing off to MAX_OUTAGE_PAUSE_MS) while PeerDB answers
    * with an outage. A long wait for a mirror's state must not be thrown away, and a half-done edit must not wait
@@ -63,8 +69,7 @@ export function createMirrorActivities(deps: ActivityDependencies) {
       try {
         return await call();
       } catch (error) {
-        if (!(error instanceof PeerDbUnavailable)) throw error;
-        Context.current().heartbeat(`PeerDB unavailable: ${error.message}`);
+        noteOutage(error);
         await Context.current().sleep(pause);
       }
     }
@@ -85,8 +90,7 @@ export function createMirrorActivities(deps: ActivityDependencies) {
       await call();
       return true;
     } catch (error) {
-      if (!(error instanceof PeerDbUnavailable)) throw error;
-      Context.current().heartbeat(`PeerDB unavailable: ${error.message}`);
+      noteOutage(error);
       return false;
     }
   }

@@ -5,7 +5,7 @@ import { mirrorWorkflowId } from '../lib/naming.js';
 import { tablesAddedBy } from './peerdb-double/index.js';
 import { expectConverged } from './support/end-state.js';
 import { startEchoStack, type EchoStack } from './support/echo-stack.js';
-import { createTables, echoProcesses, handledBy, reportOnFailure, sleep } from './support/fault-helpers.js';
+import { createTables, echoProcesses, handledBy, ownStack, reportOnFailure, sleep } from './support/fault-helpers.js';
 import { until } from './support/until.js';
 
 /** Fault-matrix cases that stop a server under EchoDB (PostgreSQL, Redis, Temporal) or kill its worker. */
@@ -200,14 +200,9 @@ describe('a Temporal dev server restart (same database file)', () => {
 describe('a worker SIGKILLed in the middle of a PeerDB edit', () => {
   let stack: EchoStack;
   const processes = echoProcesses();
-  reportOnFailure(() => stack);
-
-  beforeAll(async () => {
-    stack = await startEchoStack();
-  });
-  afterAll(async () => {
+  ownStack((started) => (stack = started));
+  afterAll(() => {
     if (stack) stack.peerdb.knobs.stuck = false;
-    await stack?.close();
   });
 
   it('converges once another worker takes the edit over (after the heartbeat timeout), the table added once', async () => {

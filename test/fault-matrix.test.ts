@@ -4,7 +4,7 @@ import { startVerifyAll } from '../api/verification.js';
 import type { VerifyAllReport } from '../workflows/model.js';
 import { expectConverged } from './support/end-state.js';
 import { startEchoStack, type EchoStack } from './support/echo-stack.js';
-import { createTables, echoProcesses, handledBy, reportOnFailure, sleep } from './support/fault-helpers.js';
+import { createTables, echoProcesses, handledBy, ownStack, reportOnFailure, sleep } from './support/fault-helpers.js';
 import { until } from './support/until.js';
 
 const { startListener, startPair } = echoProcesses();
@@ -76,14 +76,7 @@ describe('DDL faults: listeners', () => {
 
 describe('DDL faults: PeerDB', () => {
   let stack: EchoStack;
-  reportOnFailure(() => stack);
-
-  beforeAll(async () => {
-    stack = await startEchoStack();
-  });
-  afterAll(async () => {
-    await stack?.close();
-  });
+  ownStack((started) => (stack = started));
 
   it('converges after PeerDB answers 503 for 60 s, then recovers', async () => {
     const { sql, schema } = stack;
@@ -147,14 +140,7 @@ describe('DDL faults: PeerDB', () => {
 
 describe('a mirror PeerDB failed', () => {
   let stack: EchoStack;
-  reportOnFailure(() => stack);
-
-  beforeAll(async () => {
-    stack = await startEchoStack();
-  });
-  afterAll(async () => {
-    await stack?.close();
-  });
+  ownStack((started) => (stack = started));
 
   it('is dropped and created again with the tables that exist, when a table vanishes before its snapshot', async () => {
     const { sql, schema, peerdb } = stack;
@@ -226,14 +212,7 @@ describe('a mirror PeerDB failed', () => {
 
 describe('a table dropped while the create that names it is in flight', () => {
   let stack: EchoStack;
-  reportOnFailure(() => stack);
-
-  beforeAll(async () => {
-    stack = await startEchoStack();
-  });
-  afterAll(async () => {
-    await stack?.close();
-  });
+  ownStack((started) => (stack = started));
 
   it('is left out when PeerDB refuses the create, and the other tables are mirrored', async () => {
     const { sql, schema, peerdb } = stack;

@@ -216,9 +216,10 @@ export async function mirrorWorkflow(input: MirrorWorkflowInput): Promise<void> 
 
   /**
    * PeerDB gave up on the mirror (STATUS_FAILED: a table dropped during its snapshot, a lost slot) and takes no
-   * more edits, or no longer knows it (dropped behind EchoDB's back). Drops it and creates it again with those of `wanted` that still exist, each snapshotted afresh
-   * into an empty destination: the old one is moved aside (dropped under DESTINATION_ON_DROP=drop). A new mirror
-   * that fails too (another table dropped meanwhile) is rebuilt again, up to REBUILD_ATTEMPTS times in all.
+   * more edits, or no longer knows it (dropped behind EchoDB's back). Drops it and creates it again with those of
+   * `wanted` that still exist, each snapshotted afresh into an empty destination: the old one is moved aside
+   * (dropped under DESTINATION_ON_DROP=drop). A new mirror that fails too, or is refused (another table dropped
+   * meanwhile), is rebuilt again, up to REBUILD_ATTEMPTS times in all.
    */
   const rebuildMirror = async (wanted: TrackedTable[], eventIds: string[], eventIdOf: Map<string, string>): Promise<void> => {
     for (let attempt = 1; ; attempt++) {

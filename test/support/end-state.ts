@@ -67,7 +67,8 @@ function stateProblems({ tables, holders, undispatched, notRunning }: Snapshot, 
   return problems;
 }
 
-interface MirrorEditBody {
+/** The fields of a create or state_change request body the duplicate checks read. */
+export interface MirrorEditBody {
   flowJobName?: string;
   requestedFlowState?: string;
   connectionConfigs?: { flowJobName?: string; tableMappings?: { sourceTableIdentifier: string }[] };

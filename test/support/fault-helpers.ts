@@ -1,7 +1,7 @@
 import type pg from 'pg';
-import { afterEach } from 'vitest';
+import { afterAll, afterEach, beforeAll } from 'vitest';
 import { startEchoProcess, type EchoProcess } from './echo-process.js';
-import type { EchoStack } from './echo-stack.js';
+import { startEchoStack, type EchoStack } from './echo-stack.js';
 import { FAST_ELECTION } from './fast-election.js';
 
 /**
@@ -100,5 +100,21 @@ export function reportOnFailure(stack: () => ReportTarget | undefined) {
       `--- outbox: ${outbox}\n--- PeerDB double's mirrors: ${JSON.stringify(mirrors)}` +
         `\n--- worker output:\n${readableLines(current.worker, process.env.FAULT_DEBUG ? 400 : 60).join('\n')}`,
     );
+  });
+}
+
+/**
+ * A stack of the calling describe block's own (started before its cases, closed after them), with
+ * reportOnFailure; `use` receives it once started.
+ */
+export function ownStack(use: (stack: EchoStack) => void): void {
+  let stack: EchoStack | undefined;
+  reportOnFailure(() => stack);
+  beforeAll(async () => {
+    stack = await startEchoStack();
+    use(stack);
+  });
+  afterAll(async () => {
+    await stack?.close();
   });
 }

@@ -17,7 +17,7 @@ import { redisLeaseHolder } from '../../listener/redis-lease.js';
 import { startEchoProcess, type EchoProcess } from './echo-process.js';
 import { startEchoStack, type EchoStack } from './echo-stack.js';
 import type { RequestLogEntry } from '../peerdb-double/index.js';
-import { convergence, duplicatedRequests } from './end-state.js';
+import { convergence, duplicatedRequests, type MirrorEditBody } from './end-state.js';
 import { FAST_ELECTION } from './fast-election.js';
 
 export const STATEMENT_KINDS = ['create', 'ctas', 'drop', 'rename', 'insert'] as const;
@@ -601,22 +601,10 @@ export async function runSoak(options: SoakOptions): Promise<SoakSummary> {
   }
 }
 
-interface EditBody {
-  flowJobName?: string;
-  requestedFlowState?: string;
-  connectionConfigs?: { flowJobName?: string; tableMappings?: { sourceTableIdentifier: string }[] };
-  flowConfigUpdate?: {
-    cdcFlowConfigUpdate?: {
-      additionalTables?: { sourceTableIdentifier: string }[];
-      removedTables?: { sourceTableIdentifier: string }[];
-    };
-  };
-}
-
 /** The requests that changed (or tried to change) one mirror, one line each, with the fault that was on then. */
 function mirrorHistory(requests: readonly RequestLogEntry[], mirror: string, since: number, faults: readonly FaultRecord[]): string[] {
   return requests.flatMap((request) => {
-    const body = (request.body ?? {}) as EditBody;
+    const body = (request.body ?? {}) as MirrorEditBody;
     const name = body.flowJobName ?? body.connectionConfigs?.flowJobName;
     if (name !== mirror || request.path === '/v1/mirrors/status') return [];
     const t = seconds(request.at.getTime() - since);
