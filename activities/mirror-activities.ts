@@ -34,6 +34,16 @@ const toMapping = (table: MirrorTable): TableMapping => ({
   engine: 'CH_ENGINE_REPLACING_MERGE_TREE',
 });
 
+/** The last details each running activity heartbeated, which the interval heartbeat repeats. */
+const lastDetails = new WeakMap<Context, unknown>();
+
+/** Heartbeats the current activity with these details, and keeps them for the interval heartbeat. */
+function heartbeat(details: unknown): void {
+  const context = Context.current();
+  lastDetails.set(context, details);
+  context.heartbeat(details);
+}
+
 const mappingsOf = (status: MirrorStatus): TableMapping[] => status.cdcStatus?.config?.tableMappings ?? [];
 const sourcesOf = (status: MirrorStatus): string[] => mappingsOf(status).map((m) => m.sourceTableIdentifier);
 
@@ -41,10 +51,15 @@ export function createMirrorActivities(deps: ActivityDependencies) {
   const { config, clickhouse, peerdb } = deps;
   const querySource = sourceQueries(deps);
 
-  /** Runs a PeerDB activity's body (breaker-aware), heartbeating every HEARTBEAT_EVERY_MS until it ends. */
+  /**
+   * Runs a PeerDB activity's body (breaker-aware), heartbeating every HEARTBEAT_EVERY_MS until it ends, with the
+   * last details the body heartbeated (at first, the previous attempt's), so the Temporal UI keeps showing what
+   * it waits for.
+   */
   async function heartbeating<T>(work: () => Promise<T>): Promise<T> {
     const context = Context.current();
-    const timer = setInterval(() => context.heartbeat(), HEARTBEAT_EVERY_MS);
+    if (context.info.heartbeatDetails !== undefined) lastDetails.set(context, context.info.heartbeatDetails);
+    const timer = setInterval(() => context.heartbeat(lastDetails.get(context)), HEARTBEAT_EVERY_MS);
     try {
       return await withBreakerAwareRetries(work);
     } finally {
@@ -55,7 +70,7 @@ export function createMirrorActivities(deps: ActivityDependencies) {
   /** Rethrows anything but an outage; an outage is heartbeated, so the Temporal UI shows why the activity waits. */
   function noteOutage(error: unknown): void {
     if (!(error instanceof PeerDbUnavailable)) throw error;
-    Context.current().heartbeat(`PeerDB unavailable: ${error.message}`);
+    heartbeat(`PeerDB unavailable: ${error.message}`);
   }
 
   /**
@@ -104,7 +119,7 @@ export function createMirrorActivities(deps: ActivityDependencies) {
       const status = await persistently(() => peerdb.mirrorStatus(mirror));
       if (done(status)) return status;
       if (failedIsFinal && status?.currentFlowState === 'STATUS_FAILED') throw new MirrorFailed(`mirror ${mirror} failed while ${what}`);
-      Context.current().heartbeat(status?.currentFlowState ?? 'gone');
+      heartbeat(status?.currentFlowState ?? 'gone');
       await Context.current().sleep(POLL_MS);
     }
   }
@@ -126,7 +141,7 @@ export function createMirrorActivities(deps: ActivityDependencies) {
 
     /** Creates or updates the PostgreSQL and ClickHouse peers the mirrors read from and write to. */
     async ensurePeers(): Promise<void> {
-      await heartbeating(() => peers.ensurePeers(peerdb, config));
+      await heartbeating(() => persistently(() => peers.ensurePeers(peerdb, config)));
     },
 
     /** What the source catalog says about these tables now. */
@@ -221,7 +236,7 @@ export function createMirrorActivities(deps: ActivityDependencies) {
               // pausing, setting up, snapshotting or modifying: wait for it
               break;
           }
-          Context.current().heartbeat(status.currentFlowState);
+          heartbeat(status.currentFlowState);
           await Context.current().sleep(POLL_MS);
         }
       });

@@ -1,8 +1,11 @@
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { startLocalServers, type LocalServers } from '../lib/local-servers/index.js';
+import { defaultPayloadConverter } from '@temporalio/common';
 import { startVerifyAll } from '../api/verification.js';
+import { mirrorNameFor, mirrorWorkflowId, namingRules } from '../lib/naming.js';
 import type { VerifyAllReport } from '../workflows/model.js';
 import { expectConverged } from './support/end-state.js';
+import { recordingHistories, saveHistory } from './support/histories.js';
 import { startEchoStack, type EchoStack } from './support/echo-stack.js';
 import { createTables, echoProcesses, handledBy, ownStack, reportOnFailure, sleep } from './support/fault-helpers.js';
 import { until } from './support/until.js';
@@ -136,6 +139,35 @@ describe('DDL faults: PeerDB', () => {
     expect(stack.peerdb.requests.slice(from).filter((r) => r.status === undefined).length).toBeGreaterThan(1);
     await expectConverged(stack);
   }, 150_000);
+
+  it('shows in Temporal why a mirror edit waits while PeerDB requests hang (its last heartbeat)', async () => {
+    const { sql, schema, peerdb } = stack;
+    await startListener(stack, 'replica-a');
+    await createTables(sql, schema, ['waiting_0']);
+    await expectConverged(stack);
+    const mirror = mirrorNameFor({ schema, table: 'waiting_0' }, namingRules(stack.config));
+    await peerdb.waitForStatus(mirror, 'STATUS_RUNNING', 30_000);
+    const handle = stack.temporal.workflow.getHandle(mirrorWorkflowId(mirror));
+    const heartbeats = async () => {
+      const { raw } = await handle.describe();
+      return (raw.pendingActivities ?? []).flatMap((activity) => {
+        const payload = activity.heartbeatDetails?.payloads?.[0];
+        return payload ? [`${activity.activityType?.name}: ${String(defaultPayloadConverter.fromPayload(payload))}`] : [];
+      });
+    };
+    // The edit that adds waiting_1 is held while pausing; then every request hangs past the client's timeout.
+    peerdb.knobs.stuck = true;
+    try {
+      await createTables(sql, schema, ['waiting_1']);
+      await until(() => Promise.resolve(peerdb.mirrors().find((m) => m.name === mirror)?.status), (status) => status === 'STATUS_PAUSING', 30_000);
+      peerdb.knobs.hang = true;
+      await until(heartbeats, (details) => details.some((d) => d.startsWith('editMirror: PeerDB unavailable')), 30_000);
+    } finally {
+      peerdb.knobs.hang = false;
+      peerdb.knobs.stuck = false;
+    }
+    await expectConverged(stack);
+  }, 150_000);
 });
 
 describe('a mirror PeerDB failed', () => {
@@ -207,6 +239,8 @@ describe('a mirror PeerDB failed', () => {
       ['after_drop', 'after_failure', 'kept_0', 'kept_1'].map((table) => `${schema}.${table}`),
     );
     expect((await stack.waitForVerification('kept_0', verified + 1)).at(-1)).toMatchObject({ status: 'match', postgres_count: '5' });
+    // Both rebuilds (after the failure and after the drop), as a replay fixture (test/replay.test.ts).
+    if (recordingHistories) await saveHistory(stack.temporal, mirrorWorkflowId(mirror!), 'mirror-rebuilt');
   }, 150_000);
 });
 
@@ -230,6 +264,7 @@ describe('a table dropped while the create that names it is in flight', () => {
     expect(peerdb.mirrors()[0]?.tables.map((t) => t.sourceTableIdentifier)).toEqual([`${schema}.stays`]);
     const { rows } = await sql.query("SELECT count(*)::int AS failed FROM echodb.mirror_operations WHERE result = 'failed'");
     expect(rows[0]).toEqual({ failed: 0 });
+    if (recordingHistories) await saveHistory(stack.temporal, mirrorWorkflowId(peerdb.mirrors()[0]!.name), 'mirror-create-refused');
   }, 150_000);
 });
 
