@@ -205,6 +205,14 @@ export async function mirrorWorkflow(input: MirrorWorkflowInput): Promise<void> 
     for (let i = 0; i < added.length; i += together) await Promise.all(added.slice(i, i + together).map(startVerify));
   };
 
+  /**
+   * Creates the mirror with these tables. A mirror that already existed (a retried create, a lost history) may
+   * lack some of them: they are added.
+   */
+  const createWith = async (wanted: TrackedTable[]): Promise<void> => {
+    if ((await createMirror(mirror, wanted)) === 'exists') await editMirror(mirror, wanted, []);
+  };
+
   /** Splits tables into those the catalog still has as mirrorable (with their relation now) and the rest. */
   const stillThere = async (candidates: TrackedTable[]): Promise<{ alive: TrackedTable[]; gone: TrackedTable[] }> => {
     const facts = await inspectSourceTables(candidates.map(({ schema, table }) => ({ schema, table })));
@@ -236,7 +244,7 @@ export async function mirrorWorkflow(input: MirrorWorkflowInput): Promise<void> 
       if (alive.length === 0) return;
       let failure: unknown;
       try {
-        if ((await createMirror(mirror, alive)) === 'exists') await editMirror(mirror, alive, []);
+        await createWith(alive);
       } catch (error) {
         // Failed again, or refused (a table dropped since it was inspected): look again and retry.
         if ((isFailureOfType(error, 'MirrorFailed') || isFailureOfType(error, 'PeerDbInvalidRequest')) && attempt < REBUILD_ATTEMPTS) {
@@ -298,9 +306,7 @@ export async function mirrorWorkflow(input: MirrorWorkflowInput): Promise<void> 
           }
         }
         if (!mirrorExists) {
-          const outcome = await createMirror(mirror, added);
-          // A mirror that already existed (a retried create, a lost history) may lack some of these tables.
-          if (outcome === 'exists') await editMirror(mirror, added, []);
+          await createWith(added);
           mirrorExists = true;
         }
         break;
