@@ -39,7 +39,8 @@ try {
     seed,
     schemas,
     convergeTimeoutMs: convergeSeconds * 1000,
-    // Replica logs, statements, the double's requests, the outbox and the mirror operations, for diagnosis.
+    // Replica logs, statements, the double's requests, the outbox, the mirror operations and the mirror
+    // workflows' histories, for diagnosis.
     artifactsDir: path.join(resultsDir, `${stamp}-soak`),
   });
 

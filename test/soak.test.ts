@@ -15,7 +15,7 @@ it('converges after a minute of random DDL and inserts in three schemas, with Pe
     seed,
     schemas: 3,
     convergeTimeoutMs: 90_000,
-    // SOAK_ARTIFACTS=<dir> keeps the run's record (replica logs, statements, PeerDB requests, outbox) for diagnosis.
+    // SOAK_ARTIFACTS=<dir> keeps the run's record (replica logs, statements, PeerDB requests, outbox, histories).
     ...(process.env.SOAK_ARTIFACTS && { artifactsDir: process.env.SOAK_ARTIFACTS }),
   });
   const context = `seed ${seed}: ${JSON.stringify({ ...summary, peerdbRequests: summary.peerdbRequests.total })}`;

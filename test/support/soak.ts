@@ -11,7 +11,9 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
+import { historyToJSON } from '@temporalio/common/lib/proto-utils.js';
 import type pg from 'pg';
+import { mirrorWorkflowId } from '../../lib/naming.js';
 import { startLocalServers, type RedisSettings, type ServerSettings } from '../../lib/local-servers/index.js';
 import { redisLeaseHolder } from '../../listener/redis-lease.js';
 import { startEchoProcess, type EchoProcess } from './echo-process.js';
@@ -46,7 +48,8 @@ export interface SoakOptions {
   maxLiveTables?: number;
   /**
    * A directory to write the run's record into, for diagnosis: each replica's full output, the statements with
-   * their times, the double's request log, the outbox and echodb.mirror_operations, the faults.
+   * their times, the double's request log, the outbox and echodb.mirror_operations, the faults, and the
+   * Temporal history of every mirror workflow run (histories/, replayable with `echodb replay --file`).
    */
   artifactsDir?: string;
   /** Progress lines (default console.log). */
@@ -651,5 +654,20 @@ async function writeArtifacts(
   };
   await dump('ddl-events.jsonl', 'SELECT * FROM echodb.ddl_events ORDER BY id');
   await dump('mirror-operations.jsonl', 'SELECT * FROM echodb.mirror_operations ORDER BY id');
+  // Every run of every mirror workflow, as `temporal workflow show -o json` gives it (for `echodb replay --file`).
+  const mirrors = new Set(
+    run.stack.peerdb.requests.flatMap(({ body }) => {
+      const { flowJobName, connectionConfigs } = (body ?? {}) as MirrorEditBody;
+      const name = flowJobName ?? connectionConfigs?.flowJobName;
+      return name === undefined ? [] : [name];
+    }),
+  );
+  fs.mkdirSync(path.join(dir, 'histories'), { recursive: true });
+  for (const mirror of mirrors) {
+    for await (const execution of run.stack.temporal.workflow.list({ query: `WorkflowId = "${mirrorWorkflowId(mirror)}"` })) {
+      const history = await run.stack.temporal.workflow.getHandle(execution.workflowId, execution.runId).fetchHistory();
+      write(`histories/${mirror}-${execution.runId}.json`, historyToJSON(history));
+    }
+  }
   write('summary.json', JSON.stringify(run.summary, null, 2));
 }
