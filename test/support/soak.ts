@@ -604,12 +604,17 @@ export async function runSoak(options: SoakOptions): Promise<SoakSummary> {
   }
 }
 
+/** The mirror a Flow API request names, if any. */
+function mirrorOf(request: RequestLogEntry): string | undefined {
+  const { flowJobName, connectionConfigs } = (request.body ?? {}) as MirrorEditBody;
+  return flowJobName ?? connectionConfigs?.flowJobName;
+}
+
 /** The requests that changed (or tried to change) one mirror, one line each, with the fault that was on then. */
 function mirrorHistory(requests: readonly RequestLogEntry[], mirror: string, since: number, faults: readonly FaultRecord[]): string[] {
   return requests.flatMap((request) => {
     const body = (request.body ?? {}) as MirrorEditBody;
-    const name = body.flowJobName ?? body.connectionConfigs?.flowJobName;
-    if (name !== mirror || request.path === '/v1/mirrors/status') return [];
+    if (mirrorOf(request) !== mirror || request.path === '/v1/mirrors/status') return [];
     const t = seconds(request.at.getTime() - since);
     const fault = faults.find((f) => f.atSeconds <= t && t <= f.atSeconds + f.seconds);
     const update = body.flowConfigUpdate?.cdcFlowConfigUpdate;
@@ -655,13 +660,7 @@ async function writeArtifacts(
   await dump('ddl-events.jsonl', 'SELECT * FROM echodb.ddl_events ORDER BY id');
   await dump('mirror-operations.jsonl', 'SELECT * FROM echodb.mirror_operations ORDER BY id');
   // Every run of every mirror workflow, as `temporal workflow show -o json` gives it (for `echodb replay --file`).
-  const mirrors = new Set(
-    run.stack.peerdb.requests.flatMap(({ body }) => {
-      const { flowJobName, connectionConfigs } = (body ?? {}) as MirrorEditBody;
-      const name = flowJobName ?? connectionConfigs?.flowJobName;
-      return name === undefined ? [] : [name];
-    }),
-  );
+  const mirrors = new Set(run.stack.peerdb.requests.flatMap((request) => mirrorOf(request) ?? []));
   fs.mkdirSync(path.join(dir, 'histories'), { recursive: true });
   for (const mirror of mirrors) {
     for await (const execution of run.stack.temporal.workflow.list({ query: `WorkflowId = "${mirrorWorkflowId(mirror)}"` })) {
