@@ -1,6 +1,6 @@
+import { defaultPayloadConverter } from '@temporalio/common';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { startLocalServers, type LocalServers } from '../lib/local-servers/index.js';
-import { defaultPayloadConverter } from '@temporalio/common';
 import { startVerifyAll } from '../api/verification.js';
 import { mirrorNameFor, mirrorWorkflowId, namingRules } from '../lib/naming.js';
 import type { VerifyAllReport } from '../workflows/model.js';

@@ -11,7 +11,6 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import { historyToJSON } from '@temporalio/common/lib/proto-utils.js';
 import type pg from 'pg';
 import { mirrorWorkflowId } from '../../lib/naming.js';
 import { startLocalServers, type RedisSettings, type ServerSettings } from '../../lib/local-servers/index.js';
@@ -21,6 +20,7 @@ import { startEchoStack, type EchoStack } from './echo-stack.js';
 import type { RequestLogEntry } from '../peerdb-double/index.js';
 import { convergence, duplicatedRequests, type MirrorEditBody } from './end-state.js';
 import { FAST_ELECTION } from './fast-election.js';
+import { saveHistory } from './histories.js';
 
 export const STATEMENT_KINDS = ['create', 'ctas', 'drop', 'rename', 'insert'] as const;
 export type StatementKind = (typeof STATEMENT_KINDS)[number];
@@ -659,13 +659,11 @@ async function writeArtifacts(
   };
   await dump('ddl-events.jsonl', 'SELECT * FROM echodb.ddl_events ORDER BY id');
   await dump('mirror-operations.jsonl', 'SELECT * FROM echodb.mirror_operations ORDER BY id');
-  // Every run of every mirror workflow, as `temporal workflow show -o json` gives it (for `echodb replay --file`).
+  // Every run of every mirror workflow (for `echodb replay --file`).
   const mirrors = new Set(run.stack.peerdb.requests.flatMap((request) => mirrorOf(request) ?? []));
-  fs.mkdirSync(path.join(dir, 'histories'), { recursive: true });
   for (const mirror of mirrors) {
-    for await (const execution of run.stack.temporal.workflow.list({ query: `WorkflowId = "${mirrorWorkflowId(mirror)}"` })) {
-      const history = await run.stack.temporal.workflow.getHandle(execution.workflowId, execution.runId).fetchHistory();
-      write(`histories/${mirror}-${execution.runId}.json`, historyToJSON(history));
+    for await (const { workflowId, runId } of run.stack.temporal.workflow.list({ query: `WorkflowId = "${mirrorWorkflowId(mirror)}"` })) {
+      await saveHistory(run.stack.temporal, workflowId, `${mirror}-${runId}`, { runId, dir: path.join(dir, 'histories') });
     }
   }
   write('summary.json', JSON.stringify(run.summary, null, 2));
