@@ -62,6 +62,7 @@ function echoEnvironment(servers: LocalServers, peerdbUrl: string, apiPort: numb
     CLICKHOUSE_PORT: clickhouseUrl.port,
     CLICKHOUSE_USER: clickhouse.user,
     CLICKHOUSE_PASSWORD: clickhouse.password,
+    CLICKHOUSE_PEER_PORT: String(clickhouse.nativePort),
     PEERDB_API_URL: peerdbUrl,
     SYNC_SCHEMA: SAMPLE_TABLE.schema,
     TEMPORAL_ADDRESS: temporal.address,

@@ -3,10 +3,12 @@ import fs from 'node:fs';
 import { createClient, type ClickHouseClient } from '@clickhouse/client';
 import type pg from 'pg';
 import { afterAll, beforeAll, beforeEach, describe, expect, inject, it } from 'vitest';
-import { startPeerDbDouble, type FlowStatus, type PeerDbDouble } from './peerdb-double/index.js';
+import { defaultKnobs, startPeerDbDouble, type FlowStatus, type PeerDbDouble } from './peerdb-double/index.js';
 import { createTestDatabase, type TestDatabase } from './support/database.js';
 
 const TRANSITION_MS = 25;
+/** PeerDB's 1-minute retries take 60 ms here. */
+const TIME_SCALE = 0.001;
 
 interface ContractField {
   json: string;
@@ -56,7 +58,7 @@ beforeAll(async () => {
     username: servers.clickhouse.user,
     password: servers.clickhouse.password,
   });
-  double = await startPeerDbDouble({ clickhouse: servers.clickhouse, transitionMs: TRANSITION_MS });
+  double = await startPeerDbDouble({ clickhouse: servers.clickhouse, transitionMs: TRANSITION_MS, timeScale: TIME_SCALE });
   const { host, port, user, password } = database.settings;
   await expectOk(
     call('POST', '/v1/peers/create', {
@@ -69,7 +71,14 @@ beforeAll(async () => {
       peer: {
         name: 'ch',
         type: 'CLICKHOUSE',
-        clickhouseConfig: { host: '127.0.0.1', port: 9000, user: 'default', password: '', database: chDatabase, disableTls: true },
+        clickhouseConfig: {
+          host: '127.0.0.1',
+          port: servers.clickhouse.nativePort,
+          user: servers.clickhouse.user,
+          password: servers.clickhouse.password,
+          database: chDatabase,
+          disableTls: true,
+        },
       },
       allowUpdate: true,
     }),
@@ -84,11 +93,16 @@ afterAll(async () => {
 });
 
 beforeEach(() => {
-  Object.assign(double.knobs, { latencyMs: 0, errorRate: 0, failUntil: undefined, failNext: undefined, hang: false, stuck: false });
+  Object.assign(double.knobs, defaultKnobs());
 });
 
-async function call<T = unknown>(method: 'GET' | 'POST', path: string, body?: unknown): Promise<{ status: number; body: T }> {
-  const response = await fetch(double.url + path, {
+async function call<T = unknown>(
+  method: 'GET' | 'POST',
+  path: string,
+  body?: unknown,
+  target: PeerDbDouble = double,
+): Promise<{ status: number; body: T }> {
+  const response = await fetch(target.url + path, {
     method,
     headers: { 'content-type': 'application/json' },
     body: body === undefined ? undefined : JSON.stringify(body),
@@ -100,6 +114,51 @@ async function expectOk<T>(request: Promise<{ status: number; body: T }>): Promi
   const { status, body } = await request;
   expect(status, JSON.stringify(body)).toBe(200);
   return body;
+}
+
+/** The test database as a POSTGRES peer. */
+function pgPeer(name: string) {
+  const { host, port, user, password, database: databaseName } = database.settings;
+  return { name, type: 'POSTGRES', postgresConfig: { host, port, user, password, database: databaseName } };
+}
+
+/** The test ClickHouse as a CLICKHOUSE peer, at its native port as PeerDB dials it. */
+function chPeer(name: string) {
+  const { nativePort, user, password } = inject('servers').clickhouse;
+  return { name, type: 'CLICKHOUSE', clickhouseConfig: { host: '127.0.0.1', port: nativePort, user, password, database: chDatabase, disableTls: true } };
+}
+
+/** The peers `pg` and `ch` on another double. */
+async function createPeers(target: PeerDbDouble): Promise<void> {
+  for (const peer of [pgPeer('pg'), chPeer('ch')]) await expectOk(call('POST', '/v1/peers/create', { peer, allowUpdate: true }, target));
+}
+
+/** Polls `read` until `done` holds (5 s at most). */
+async function until<T>(read: () => T | Promise<T>, done: (value: T) => boolean, timeoutMs = 5000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await read();
+    if (done(value)) return value;
+    if (Date.now() > deadline) throw new Error(`still ${JSON.stringify(value)} after ${timeoutMs} ms`);
+    await sleep(5);
+  }
+}
+
+/** The logical replication slots of the test database, as PostgreSQL has them. */
+async function sourceSlots(): Promise<{ slot_name: string; plugin: string }[]> {
+  const { rows } = await source.query<{ slot_name: string; plugin: string }>(
+    'SELECT slot_name, plugin FROM pg_replication_slots WHERE database = current_database() ORDER BY slot_name',
+  );
+  return rows;
+}
+
+/** `schema.table` of each table in the publication, sorted; [] when the publication does not exist. */
+async function publicationTables(publication: string): Promise<string[]> {
+  const { rows } = await source.query<{ name: string }>(
+    "SELECT schemaname || '.' || tablename AS name FROM pg_publication_tables WHERE pubname = $1 ORDER BY 1",
+    [publication],
+  );
+  return rows.map((row) => row.name);
 }
 
 function mapping(sourceTableIdentifier: string, destinationTableIdentifier: string) {
@@ -232,39 +291,66 @@ function expectContractValue(value: unknown, type: string, path: string): void {
 }
 
 describe('peers: POST /v1/peers/create', () => {
-  it('keeps an existing peer when allowUpdate is false, still answering 200 CREATED, and replaces it when true', async () => {
+  it('validates a peer by connecting to it: an unreachable or misconfigured database is a 400 and changes nothing', async () => {
     await sourceTable('peer_probe', 1);
-    const { host, port, user, password } = database.settings;
-    const peer = (databaseName: string) => ({
-      name: 'pg_update',
-      type: 'POSTGRES',
-      postgresConfig: { host, port, user, password, database: databaseName },
+    await expectOk(call('POST', '/v1/peers/create', { peer: pgPeer('pg_valid'), allowUpdate: true }));
+
+    const { host, user, password } = database.settings;
+    const unreachable = await call<ErrorJson>('POST', '/v1/peers/create', {
+      peer: { name: 'pg_valid', type: 'POSTGRES', postgresConfig: { host, port: 1, user, password, database: 'x' } },
+      allowUpdate: true,
     });
-    expect(await expectOk(call('POST', '/v1/peers/create', { peer: peer(database.settings.database), allowUpdate: false }))).toEqual({
-      status: 'CREATED',
-      message: '',
+    expect(unreachable.status).toBe(400);
+    expect(unreachable.body).toMatchObject({ code: 9 });
+    expect(unreachable.body.message).toMatch(/^POSTGRES peer pg_valid was invalidated: failed to create connection: .*connection refused/);
+    const noDatabase = await call<ErrorJson>('POST', '/v1/peers/create', {
+      peer: { ...pgPeer('pg_valid'), postgresConfig: { ...pgPeer('pg_valid').postgresConfig, database: 'no_such_database' } },
+      allowUpdate: true,
     });
-    const ignored = await call('POST', '/v1/peers/create', { peer: peer('no_such_database'), allowUpdate: false });
-    expect(ignored).toEqual({ status: 200, body: { status: 'CREATED', message: '' } });
+    expect(noDatabase.status).toBe(400);
+    expect(noDatabase.body.message).toContain('database "no_such_database" does not exist');
+    const { nativePort } = inject('servers').clickhouse;
+    const badLogin = await call<ErrorJson>('POST', '/v1/peers/create', {
+      peer: { ...chPeer('ch_bad'), clickhouseConfig: { ...chPeer('ch_bad').clickhouseConfig, password: 'wrong' } },
+    });
+    expect(badLogin.status).toBe(400);
+    expect(badLogin.body.message).toMatch(/^CLICKHOUSE peer ch_bad was invalidated: failed to open connection to ClickHouse peer: /);
+    const closedPort = await call<ErrorJson>('POST', '/v1/peers/validate', {
+      peer: { ...chPeer('ch_closed'), clickhouseConfig: { ...chPeer('ch_closed').clickhouseConfig, port: 1 } },
+    });
+    expect(closedPort).toMatchObject({ status: 400, body: { code: 9 } });
+    expect(closedPort.body.message).toContain('dial tcp 127.0.0.1:1: connect: connection refused');
+    expect(await call('POST', '/v1/peers/validate', { peer: chPeer('ch_ok') })).toEqual({
+      status: 200,
+      body: { status: 'VALID', message: `CLICKHOUSE peer ch_ok is valid` },
+    });
+    expect(nativePort).toBeGreaterThan(0);
 
     const probe = (name: string) =>
       call<ErrorJson>('POST', '/v1/flows/cdc/create', {
-        connectionConfigs: {
-          flowJobName: name,
-          sourceName: 'pg_update',
-          destinationName: 'ch',
-          tableMappings: [mapping('public.peer_probe', name)],
-        },
+        connectionConfigs: { flowJobName: name, sourceName: 'pg_valid', destinationName: 'ch', tableMappings: [mapping('public.peer_probe', name)] },
       });
     expect((await probe('peer_kept')).status).toBe(200);
-
-    await expectOk(call('POST', '/v1/peers/create', { peer: peer('no_such_database'), allowUpdate: true }));
-    const replaced = await probe('peer_replaced');
-    expect(replaced.status).toBe(500);
-    expect(replaced.body.message).toContain('failed to create source connector');
   });
 
-  it('rejects a peer without a name, or without the config its type needs, with 400', async () => {
+  it('keeps an existing peer when allowUpdate is false, still answering 200 CREATED, and replaces it when true (here without validation)', async () => {
+    await expectOk(call('POST', '/v1/peers/create', { peer: pgPeer('pg_update'), allowUpdate: false }));
+    const elsewhere = { ...pgPeer('pg_update'), postgresConfig: { ...pgPeer('pg_update').postgresConfig, database: 'no_such_database' } };
+    const ignored = await call('POST', '/v1/peers/create', { peer: elsewhere, allowUpdate: false, disableValidation: true });
+    expect(ignored).toEqual({ status: 200, body: { status: 'CREATED', message: '' } });
+    const probe = (name: string) =>
+      call<ErrorJson>('POST', '/v1/flows/cdc/create', {
+        connectionConfigs: { flowJobName: name, sourceName: 'pg_update', destinationName: 'ch', tableMappings: [mapping('public.peer_probe', name)] },
+      });
+    expect((await probe('peer_unchanged')).status).toBe(200);
+
+    await expectOk(call('POST', '/v1/peers/create', { peer: elsewhere, allowUpdate: true, disableValidation: true }));
+    const replaced = await probe('peer_replaced');
+    expect(replaced.status).toBe(500);
+    expect(replaced.body.message).toContain('invalid mirror: rpc error: code = FailedPrecondition desc = failed to create source connector');
+  });
+
+  it('rejects a peer without a name with 400, and a config that does not match its type with 400, or 200 FAILED without validation', async () => {
     const noName = await call<ErrorJson>('POST', '/v1/peers/create', { peer: { type: 'POSTGRES', postgresConfig: {} } });
     expect(noName).toEqual({ status: 400, body: { code: 3, message: 'no peer name provided', details: [] } });
     const noPeer = await call<ErrorJson>('POST', '/v1/peers/create', {});
@@ -272,8 +358,13 @@ describe('peers: POST /v1/peers/create', () => {
     const wrongConfig = await call<ErrorJson>('POST', '/v1/peers/create', {
       peer: { name: 'x', type: 'CLICKHOUSE', postgresConfig: {} },
     });
-    expect(wrongConfig.status).toBe(400);
-    expect(wrongConfig.body.message).toContain('invalid config for CLICKHOUSE peer x');
+    expect(wrongConfig).toMatchObject({ status: 400, body: { code: 9 } });
+    // flow/connectors/utils/peers.go CreatePeerNoValidate: a 200 that is a failure.
+    const unvalidated = await call('POST', '/v1/peers/create', {
+      peer: { name: 'x', type: 'CLICKHOUSE', postgresConfig: {} },
+      disableValidation: true,
+    });
+    expect(unvalidated).toEqual({ status: 200, body: { status: 'FAILED', message: 'invalid config for CLICKHOUSE peer x: <nil>' } });
     const noType = await call<ErrorJson>('POST', '/v1/peers/create', { peer: { name: 'x', postgresConfig: {} } });
     expect(noType.status).toBe(400);
   });
@@ -367,16 +458,17 @@ describe('creating a mirror: POST /v1/flows/cdc/create', () => {
     });
   });
 
-  it('orders a table without a primary key by tuple(), so that FINAL collapses it to one row as with PeerDB, and uses the slot it is given', async () => {
+  it('keys a REPLICA IDENTITY FULL table without a primary key on every column, as PeerDB does, and uses the slot it is given', async () => {
     await source.query('CREATE TABLE public.events (at timestamptz, what text)');
-    await source.query(`INSERT INTO public.events SELECT now(), 'event ' || g FROM generate_series(1, 20) g`);
+    await source.query('ALTER TABLE public.events REPLICA IDENTITY FULL');
+    await source.query(`INSERT INTO public.events SELECT timestamptz '2024-01-01' + g * interval '1 s', 'event ' || g FROM generate_series(1, 20) g`);
     await expectOk(createMirror('events', [mapping('public.events', 'events')], { replicationSlotName: 'events_slot' }));
     await double.waitForStatus('events', 'STATUS_RUNNING');
-    expect((await chTable('events'))?.engine_full).toContain('ORDER BY tuple()');
-    const [all] = await chRows<{ n: string }>(`SELECT count() AS n FROM ${backtick(chDatabase)}.events`);
-    expect(all?.n).toBe('20');
-    expect(await liveCount('events')).toBe(1);
+    expect((await chTable('events'))?.sorting_key).toBe('at, what');
+    expect(await liveCount('events')).toBe(20);
     expect(double.slotNames()).toContain('events_slot');
+    expect(await sourceSlots()).toContainEqual({ slot_name: 'events_slot', plugin: 'pgoutput' });
+    expect(await publicationTables('peerflow_pub_events')).toEqual(['public.events']);
     expect(double.mirrors().find((mirror) => mirror.name === 'events')).toMatchObject({
       slotName: 'events_slot',
       publicationName: 'peerflow_pub_events',
@@ -501,24 +593,37 @@ describe('creating a mirror: POST /v1/flows/cdc/create', () => {
     expect(noSource.body.message).toContain('failed to load source peer nope');
   });
 
-  it('accepts a mirror name PeerDB cannot use (200), then fails the mirror asynchronously with the reason', async () => {
+  it('accepts a mirror name PeerDB cannot use (200), retries SetupReplication 20 times in STATUS_SNAPSHOT, then fails the mirror with the reason', async () => {
     const table = await sourceTable('bad_name', 1);
-    expect(await createMirror('Bad-Name', [mapping(table, 'bad_name')])).toEqual({
-      status: 200,
-      body: { workflowId: 'Bad-Name-peerflow' },
-    });
-    expect((await mirrorStatus('Bad-Name')).body.currentFlowState).toBe('STATUS_SETUP');
-    await double.waitForStatus('Bad-Name', 'STATUS_FAILED');
-    expect(double.mirrors().find((mirror) => mirror.name === 'Bad-Name')?.error).toBe(
-      'invalid flow job name: `Bad-Name`, it should be ^[a-z_][a-z0-9_]*$',
-    );
-    expect(double.slotNames()).not.toContain('peerflow_slot_Bad-Name');
+    // 20 attempts from a 1-minute first retry: 8.5 hours at PeerDB's pace, a second or two here.
+    const fast = await startPeerDbDouble({ clickhouse: inject('servers').clickhouse, transitionMs: 5, timeScale: 0.00002 });
+    try {
+      await createPeers(fast);
+      const created = await call('POST', '/v1/flows/cdc/create', {
+        connectionConfigs: { flowJobName: 'Bad-Name', sourceName: 'pg', destinationName: 'ch', tableMappings: [mapping(table, 'bad_name')], doInitialSnapshot: true },
+      }, fast);
+      expect(created).toEqual({ status: 200, body: { workflowId: 'Bad-Name-peerflow' } });
+      await until(() => fast.mirrors()[0]?.retrying, (retrying) => retrying !== undefined);
+      expect(fast.mirrors()[0]).toMatchObject({
+        status: 'STATUS_SNAPSHOT',
+        retrying: 'SetupReplication (snapshot_flow.go setupReplication): invalid flow job name: `Bad-Name`, it should be ^[a-z_][a-z0-9_]*$',
+      });
+      await fast.waitForStatus('Bad-Name', 'STATUS_FAILED').catch(() => undefined);
+      expect(fast.mirrors()[0]).toMatchObject({
+        status: 'STATUS_FAILED',
+        error: 'invalid flow job name: `Bad-Name`, it should be ^[a-z_][a-z0-9_]*$',
+      });
+      expect(fast.slotNames()).toEqual([]);
+    } finally {
+      await fast.close();
+    }
   });
 
   it('creates the destination tables empty when doInitialSnapshot is false', async () => {
     const table = await sourceTable('no_snapshot', 5);
     await expectOk(createMirror('no_snapshot', [mapping(table, 'no_snapshot')], { doInitialSnapshot: false }));
-    expect(await statusesUntil('no_snapshot', 'STATUS_RUNNING')).toEqual(['STATUS_SETUP', 'STATUS_RUNNING']);
+    // SnapshotFlow still sets up the slot and publication (snapshot_flow.go), under STATUS_SNAPSHOT.
+    expect(await statusesUntil('no_snapshot', 'STATUS_RUNNING')).toEqual(['STATUS_SETUP', 'STATUS_SNAPSHOT', 'STATUS_RUNNING']);
     expect(await liveCount('no_snapshot')).toBe(0);
   });
 
@@ -551,19 +656,20 @@ describe('state changes and status: POST /v1/mirrors/state_change, /v1/mirrors/s
     expect(await stateChange('ghost', 'STATUS_PAUSED')).toEqual(notFound);
   });
 
-  it('pauses asynchronously (STATUS_PAUSING right after the request, STATUS_PAUSED a transition later) and resumes', async () => {
+  it('pauses asynchronously (still RUNNING right after the request: the signal reaches the workflow a task later; then PAUSING, then PAUSED) and resumes', async () => {
     const table = await sourceTable('pausing', 1);
     await expectOk(createMirror('pausing', [mapping(table, 'pausing')]));
     await double.waitForStatus('pausing', 'STATUS_RUNNING');
 
+    double.knobs.signalDelayMs = 100;
     expect(await stateChange('pausing', 'STATUS_PAUSED')).toEqual({ status: 200, body: {} });
-    expect((await mirrorStatus('pausing')).body.currentFlowState).toBe('STATUS_PAUSING');
-    await double.waitForStatus('pausing', 'STATUS_PAUSED');
+    expect((await mirrorStatus('pausing')).body.currentFlowState).toBe('STATUS_RUNNING');
+    expect(await statusesUntil('pausing', 'STATUS_PAUSED')).toEqual(['STATUS_RUNNING', 'STATUS_PAUSING', 'STATUS_PAUSED']);
     await expectOk(stateChange('pausing', 'STATUS_PAUSED'));
     expect((await mirrorStatus('pausing')).body.currentFlowState).toBe('STATUS_PAUSED');
 
     await expectOk(stateChange('pausing', 'STATUS_RUNNING'));
-    expect((await mirrorStatus('pausing')).body.currentFlowState).toBe('STATUS_RUNNING');
+    expect(await statusesUntil('pausing', 'STATUS_RUNNING')).toEqual(['STATUS_PAUSED', 'STATUS_RUNNING']);
   });
 
   it('adds and removes tables of a paused mirror: SNAPSHOT for additions, MODIFYING for removals, then RUNNING; removed tables stay in ClickHouse', async () => {
@@ -580,7 +686,7 @@ describe('state changes and status: POST /v1/mirrors/state_change, /v1/mirrors/s
         removedTables: [mapping(first, 'modify_first')],
       }),
     );
-    expect(await statusesUntil('modify', 'STATUS_RUNNING')).toEqual(['STATUS_SNAPSHOT', 'STATUS_MODIFYING', 'STATUS_RUNNING']);
+    expect(await statusesUntil('modify', 'STATUS_RUNNING')).toEqual(['STATUS_PAUSED', 'STATUS_SNAPSHOT', 'STATUS_MODIFYING', 'STATUS_RUNNING']);
 
     const status = await mirrorStatus('modify');
     expect(status.body.cdcStatus?.config.tableMappings.map((m) => m.sourceTableIdentifier)).toEqual([second]);
@@ -620,6 +726,7 @@ describe('state changes and status: POST /v1/mirrors/state_change, /v1/mirrors/s
     expect(running.body.cdcStatus?.config.tableMappings.map((m) => m.sourceTableIdentifier)).toEqual([first]);
 
     await expectOk(stateChange('pending', 'STATUS_PAUSED'));
+    await until(() => double.mirrors().find((m) => m.name === 'pending')?.status, (status) => status !== 'STATUS_RUNNING');
     expect(await statusesUntil('pending', 'STATUS_RUNNING')).toEqual(['STATUS_PAUSING', 'STATUS_SNAPSHOT', 'STATUS_RUNNING']);
     expect(double.mirrors().find((mirror) => mirror.name === 'pending')?.tables.map((m) => m.sourceTableIdentifier)).toEqual([
       first,
@@ -628,14 +735,16 @@ describe('state changes and status: POST /v1/mirrors/state_change, /v1/mirrors/s
     expect(await liveCount('pending_second')).toBe(2);
   });
 
-  it('ignores a table change sent to a failed mirror', async () => {
+  it('fails a mirror whose initial load fails (its clone workflows are attempted once), and ignores a table change sent to it', async () => {
     const table = await sourceTable('failed_update', 1);
-    await expectOk(createMirror('Failed-Update', [mapping(table, 'failed_update')]));
-    await double.waitForStatus('Failed-Update', 'STATUS_FAILED');
-    await expectOk(stateChange('Failed-Update', 'STATUS_RUNNING', { removedTables: [mapping(table, 'failed_update')] }));
-    await expectOk(stateChange('Failed-Update', 'STATUS_PAUSED'));
+    double.knobs.snapshotFails = [table];
+    await expectOk(createMirror('failed_update', [mapping(table, 'failed_update')]));
+    await double.waitForStatus('failed_update', 'STATUS_FAILED').catch(() => undefined);
+    expect(double.mirrors().find((mirror) => mirror.name === 'failed_update')?.error).toContain('failed to clone public.failed_update');
+    await expectOk(stateChange('failed_update', 'STATUS_RUNNING', { removedTables: [mapping(table, 'failed_update')] }));
+    await expectOk(stateChange('failed_update', 'STATUS_PAUSED'));
     await sleep(3 * TRANSITION_MS);
-    expect(double.mirrors().find((mirror) => mirror.name === 'Failed-Update')).toMatchObject({
+    expect(double.mirrors().find((mirror) => mirror.name === 'failed_update')).toMatchObject({
       status: 'STATUS_FAILED',
       tables: [{ sourceTableIdentifier: table }],
     });
@@ -648,7 +757,7 @@ describe('state changes and status: POST /v1/mirrors/state_change, /v1/mirrors/s
     expect(double.slotNames()).toContain('peerflow_slot_dropped');
 
     await expectOk(stateChange('dropped', 'STATUS_TERMINATING'));
-    expect((await mirrorStatus('dropped')).body.currentFlowState).toBe('STATUS_TERMINATING');
+    await until(async () => (await mirrorStatus('dropped')).body.currentFlowState, (state) => state === 'STATUS_TERMINATING');
     const deadline = Date.now() + 5000;
     while ((await mirrorStatus('dropped')).status !== 404) {
       expect(Date.now()).toBeLessThan(deadline);
@@ -658,7 +767,8 @@ describe('state changes and status: POST /v1/mirrors/state_change, /v1/mirrors/s
     expect(await liveCount('dropped')).toBe(6);
     expect((await call<{ names: string[] }>('GET', '/v1/mirrors/names')).body.names).toContain('dropped');
 
-    await expectOk(createMirror('dropped', [mapping(table, 'dropped')], { doInitialSnapshot: false }));
+    // Its workflow still runs for a moment after the 404 (see "drops" below).
+    await until(async () => (await createMirror('dropped', [mapping(table, 'dropped')], { doInitialSnapshot: false })).status, (status) => status === 200);
     await double.waitForStatus('dropped', 'STATUS_RUNNING');
   });
 
@@ -683,13 +793,272 @@ describe('state changes and status: POST /v1/mirrors/state_change, /v1/mirrors/s
   });
 });
 
+describe('what PeerDB retries for ever, and the state it leaves a mirror in', () => {
+  it('keeps a new mirror in STATUS_SETUP while a table has neither a primary key nor REPLICA IDENTITY FULL; a drop still works', async () => {
+    await source.query('CREATE TABLE public.keyless (id int, note text)');
+    await source.query("INSERT INTO public.keyless VALUES (1, 'a')");
+    // Validation reads the table's schema, which a missing key does not break: the create is accepted.
+    await expectOk(createMirror('keyless', [mapping('public.keyless', 'keyless')]));
+    const view = await until(() => double.mirrors().find((m) => m.name === 'keyless'), (m) => m?.retrying !== undefined);
+    expect(view).toMatchObject({
+      status: 'STATUS_SETUP',
+      retrying: 'EnsurePullability (setup_flow.go ensurePullability): failed to ensure pullability: table "public"."keyless" has no primary keys and does not have REPLICA IDENTITY FULL',
+    });
+    await sleep(10 * TRANSITION_MS);
+    expect((await mirrorStatus('keyless')).body.currentFlowState).toBe('STATUS_SETUP');
+    expect((await sourceSlots()).map((slot) => slot.slot_name)).not.toContain('peerflow_slot_keyless');
+
+    await expectOk(stateChange('keyless', 'STATUS_TERMINATING'));
+    await until(async () => (await mirrorStatus('keyless')).status, (status) => status === 404);
+  });
+
+  it('refuses a table with REPLICA IDENTITY NOTHING at create: validation reads its schema (500 invalid mirror)', async () => {
+    await source.query('CREATE TABLE public.nothing_identity (id int PRIMARY KEY)');
+    await source.query('ALTER TABLE public.nothing_identity REPLICA IDENTITY NOTHING');
+    const refused = await createMirror('nothing_identity', [mapping('public.nothing_identity', 'nothing_identity')]);
+    expect(refused.status).toBe(500);
+    expect(refused.body.message).toMatch(/^invalid mirror: rpc error: code = FailedPrecondition desc = failed to get source table schema: .*replica identity 'n'\/NOTHING/);
+  });
+
+  it('keeps a new mirror in STATUS_SETUP when a table is dropped after validation: "table does not exist" is retried', async () => {
+    const table = await sourceTable('dropped_early', 2);
+    double.knobs.stuck = true;
+    await expectOk(createMirror('dropped_early', [mapping(table, 'dropped_early')]));
+    await source.query('DROP TABLE public.dropped_early');
+    double.knobs.stuck = false;
+    const view = await until(() => double.mirrors().find((m) => m.name === 'dropped_early'), (m) => m?.retrying !== undefined);
+    expect(view?.status).toBe('STATUS_SETUP');
+    expect(view?.retrying).toContain('failed to ensure pullability: table does not exist');
+    await expectOk(stateChange('dropped_early', 'STATUS_TERMINATING'));
+  });
+
+  it('keeps a mirror in STATUS_SNAPSHOT for ever when a table it is asked to add no longer exists; cancel_table_addition brings it back RUNNING', async () => {
+    const kept = await sourceTable('cancel_kept', 2);
+    await expectOk(createMirror('cancel', [mapping(kept, 'cancel_kept')]));
+    await double.waitForStatus('cancel', 'STATUS_RUNNING');
+    await expectOk(stateChange('cancel', 'STATUS_PAUSED'));
+    await double.waitForStatus('cancel', 'STATUS_PAUSED');
+
+    await expectOk(stateChange('cancel', 'STATUS_RUNNING', { additionalTables: [mapping('public.cancel_gone', 'cancel_gone')] }));
+    const view = await until(() => double.mirrors().find((m) => m.name === 'cancel'), (m) => m?.retrying !== undefined);
+    expect(view?.retrying).toMatch(/^AddTablesToPublication .*: failed to alter publication: relation "public.cancel_gone" does not exist$/);
+    await sleep(10 * TRANSITION_MS);
+    const stuck = await mirrorStatus('cancel');
+    expect(stuck.body.currentFlowState).toBe('STATUS_SNAPSHOT');
+    const replicating = stuck.body.cdcStatus!.config.tableMappings;
+    expect(replicating.map((m) => m.sourceTableIdentifier)).toEqual([kept, 'public.cancel_gone']);
+
+    // The catalog's tables must all be named, or PeerDB refuses (it cannot clean up a removal).
+    const partial = await call<ErrorJson>('POST', '/v1/flows/cdc/cancel_table_addition', {
+      flowJobName: 'cancel',
+      currentlyReplicatingTables: [],
+      idempotencyKey: 'first',
+    });
+    expect(partial).toMatchObject({ status: 400, body: { code: 9 } });
+    expect(partial.body.message).toContain('assume_table_removal_will_not_happen');
+
+    const cancelled = await call<{ tablesAfterCancellation: TableMappingJson[] }>('POST', '/v1/flows/cdc/cancel_table_addition', {
+      flowJobName: 'cancel',
+      currentlyReplicatingTables: replicating,
+      idempotencyKey: 'second',
+    });
+    expect(cancelled.status).toBe(200);
+    expect(cancelled.body.tablesAfterCancellation.map((m) => m.sourceTableIdentifier)).toEqual([kept]);
+    expect((await mirrorStatus('cancel')).body.currentFlowState).toBe('STATUS_RUNNING');
+    expect(await publicationTables('peerflow_pub_cancel')).toEqual([kept]);
+    const again = await call<ErrorJson>('POST', '/v1/flows/cdc/cancel_table_addition', {
+      flowJobName: 'cancel',
+      currentlyReplicatingTables: replicating,
+      idempotencyKey: 'third',
+    });
+    expect(again).toEqual({
+      status: 400,
+      body: { code: 9, message: 'cannot cancel table addition for flow cancel in status STATUS_RUNNING', details: [] },
+    });
+
+    // The mirror takes edits again.
+    const added = await sourceTable('cancel_added', 3);
+    await expectOk(stateChange('cancel', 'STATUS_PAUSED'));
+    await double.waitForStatus('cancel', 'STATUS_PAUSED');
+    await expectOk(stateChange('cancel', 'STATUS_RUNNING', { additionalTables: [mapping(added, 'cancel_added')] }));
+    await until(async () => (await mirrorStatus('cancel')).body.cdcStatus?.config.tableMappings.length, (n) => n === 2);
+    await double.waitForStatus('cancel', 'STATUS_RUNNING');
+    expect(await liveCount('cancel_added')).toBe(3);
+    expect(await publicationTables('peerflow_pub_cancel')).toEqual([added, kept]);
+  });
+
+  it('adds a table without a key to a running mirror unchecked: it joins the publication, and PostgreSQL then rejects UPDATE and DELETE on it', async () => {
+    const keyed = await sourceTable('publication_keyed', 1);
+    await source.query('CREATE TABLE public.publication_keyless (id int, note text)');
+    await source.query("INSERT INTO public.publication_keyless VALUES (1, 'a')");
+    await expectOk(createMirror('publication', [mapping(keyed, 'publication_keyed')]));
+    await double.waitForStatus('publication', 'STATUS_RUNNING');
+    expect(await publicationTables('peerflow_pub_publication')).toEqual([keyed]);
+    expect(await sourceSlots()).toContainEqual({ slot_name: 'peerflow_slot_publication', plugin: 'pgoutput' });
+
+    await expectOk(stateChange('publication', 'STATUS_PAUSED'));
+    await double.waitForStatus('publication', 'STATUS_PAUSED');
+    await expectOk(
+      stateChange('publication', 'STATUS_RUNNING', { additionalTables: [mapping('public.publication_keyless', 'publication_keyless')] }),
+    );
+    await until(async () => (await mirrorStatus('publication')).body.cdcStatus?.config.tableMappings.length, (n) => n === 2);
+    await double.waitForStatus('publication', 'STATUS_RUNNING');
+    expect(await publicationTables('peerflow_pub_publication')).toEqual([keyed, 'public.publication_keyless']);
+    await expect(source.query("UPDATE public.publication_keyless SET note = 'b'")).rejects.toThrow(
+      /cannot update table "publication_keyless" because it does not have a replica identity and publishes updates/,
+    );
+    await source.query("INSERT INTO public.publication_keyless VALUES (2, 'c')");
+
+    await expectOk(stateChange('publication', 'STATUS_PAUSED'));
+    await double.waitForStatus('publication', 'STATUS_PAUSED');
+    await expectOk(
+      stateChange('publication', 'STATUS_RUNNING', { removedTables: [mapping('public.publication_keyless', 'publication_keyless')] }),
+    );
+    await until(() => publicationTables('peerflow_pub_publication'), (tables) => tables.length === 1);
+    await double.waitForStatus('publication', 'STATUS_RUNNING');
+    await source.query("UPDATE public.publication_keyless SET note = 'd'");
+
+    await expectOk(stateChange('publication', 'STATUS_TERMINATING'));
+    await until(async () => (await mirrorStatus('publication')).status, (status) => status === 404);
+    expect((await sourceSlots()).map((slot) => slot.slot_name)).not.toContain('peerflow_slot_publication');
+    expect(await publicationTables('peerflow_pub_publication')).toEqual([]);
+    const { rows } = await source.query("SELECT 1 FROM pg_publication WHERE pubname = 'peerflow_pub_publication'");
+    expect(rows).toEqual([]);
+  });
+});
+
+describe('signals: state changes answer before the mirror acts', () => {
+  it('answers a resume with an update while the mirror is still PAUSED: the workflow reads the two signals a task later', async () => {
+    const first = await sourceTable('signals_first', 1);
+    const second = await sourceTable('signals_second', 2);
+    await expectOk(createMirror('signals', [mapping(first, 'signals_first')]));
+    await double.waitForStatus('signals', 'STATUS_RUNNING');
+    await expectOk(stateChange('signals', 'STATUS_PAUSED'));
+    await double.waitForStatus('signals', 'STATUS_PAUSED');
+    double.knobs.signalDelayMs = 300;
+    await expectOk(stateChange('signals', 'STATUS_RUNNING', { additionalTables: [mapping(second, 'signals_second')] }));
+    expect((await mirrorStatus('signals')).body.currentFlowState).toBe('STATUS_PAUSED');
+    expect(await statusesUntil('signals', 'STATUS_RUNNING')).toEqual(['STATUS_PAUSED', 'STATUS_SNAPSHOT', 'STATUS_RUNNING']);
+    expect(await liveCount('signals_second')).toBe(2);
+  });
+
+  it('applies an update sent with STATUS_PAUSED to a paused mirror (one signal), which then resumes by itself', async () => {
+    const first = await sourceTable('one_signal_first', 1);
+    const second = await sourceTable('one_signal_second', 2);
+    await expectOk(createMirror('one_signal', [mapping(first, 'one_signal_first')]));
+    await double.waitForStatus('one_signal', 'STATUS_RUNNING');
+    await expectOk(stateChange('one_signal', 'STATUS_PAUSED'));
+    await double.waitForStatus('one_signal', 'STATUS_PAUSED');
+    await expectOk(stateChange('one_signal', 'STATUS_PAUSED', { additionalTables: [mapping(second, 'one_signal_second')] }));
+    expect(await statusesUntil('one_signal', 'STATUS_RUNNING')).toEqual(['STATUS_PAUSED', 'STATUS_SNAPSHOT', 'STATUS_RUNNING']);
+    expect(double.mirrors().find((m) => m.name === 'one_signal')?.tables).toHaveLength(2);
+  });
+
+  it('loses an update that reaches the mirror while it snapshots added tables: SNAPSHOT does not read it, and nothing keeps it', async () => {
+    const first = await sourceTable('lost_first', 1);
+    const second = await sourceTable('lost_second', 1);
+    const third = await sourceTable('lost_third', 1);
+    await expectOk(createMirror('lost', [mapping(first, 'lost_first')]));
+    await double.waitForStatus('lost', 'STATUS_RUNNING');
+    await expectOk(stateChange('lost', 'STATUS_PAUSED'));
+    await double.waitForStatus('lost', 'STATUS_PAUSED');
+    double.knobs.stuck = true;
+    await expectOk(stateChange('lost', 'STATUS_RUNNING', { additionalTables: [mapping(second, 'lost_second')] }));
+    await until(async () => (await mirrorStatus('lost')).body.currentFlowState, (state) => state === 'STATUS_SNAPSHOT');
+    await expectOk(stateChange('lost', 'STATUS_RUNNING', { additionalTables: [mapping(third, 'lost_third')] }));
+    await sleep(3 * TRANSITION_MS);
+    double.knobs.stuck = false;
+    await double.waitForStatus('lost', 'STATUS_RUNNING');
+    await expectOk(stateChange('lost', 'STATUS_PAUSED'));
+    await double.waitForStatus('lost', 'STATUS_PAUSED');
+    expect(double.mirrors().find((m) => m.name === 'lost')?.tables.map((m) => m.sourceTableIdentifier)).toEqual([first, second]);
+  });
+});
+
+describe('drops', () => {
+  it('drops a failed mirror within the request: TERMINATING meanwhile, gone (404) when the answer comes', async () => {
+    const table = await sourceTable('failed_drop', 1);
+    double.knobs.snapshotFails = [table];
+    double.knobs.failedDropMs = 400;
+    await expectOk(createMirror('failed_drop', [mapping(table, 'failed_drop')]));
+    await double.waitForStatus('failed_drop', 'STATUS_FAILED').catch(() => undefined);
+    const started = Date.now();
+    const dropping = stateChange('failed_drop', 'STATUS_TERMINATING');
+    await sleep(100);
+    expect((await mirrorStatus('failed_drop')).body.currentFlowState).toBe('STATUS_TERMINATING');
+    expect(await dropping).toEqual({ status: 200, body: {} });
+    expect(Date.now() - started).toBeGreaterThanOrEqual(400);
+    expect((await mirrorStatus('failed_drop')).status).toBe(404);
+    expect((await sourceSlots()).map((slot) => slot.slot_name)).not.toContain('peerflow_slot_failed_drop');
+  });
+
+  it('answers a create between a drop\'s 404 and the end of its workflow with 409 "workflow already exists for flow"', async () => {
+    const table = await sourceTable('recreated', 1);
+    await expectOk(createMirror('recreated', [mapping(table, 'recreated')]));
+    await double.waitForStatus('recreated', 'STATUS_RUNNING');
+    double.knobs.dropLingerMs = 500;
+    await expectOk(stateChange('recreated', 'STATUS_TERMINATING'));
+    await until(async () => (await mirrorStatus('recreated')).status, (status) => status === 404);
+    expect(await createMirror('recreated', [mapping(table, 'recreated')], { doInitialSnapshot: false })).toEqual({
+      status: 409,
+      body: { code: 6, message: 'workflow already exists for flow: recreated', details: [] },
+    });
+    await until(async () => (await createMirror('recreated', [mapping(table, 'recreated')], { doInitialSnapshot: false })).status, (status) => status === 200);
+    await double.waitForStatus('recreated', 'STATUS_RUNNING');
+  });
+});
+
+describe('requests as grpc-gateway reads them for PeerDB v0.37', () => {
+  it('accepts numeric enum values, and ignores excludeSnapshotStatus, a field v0.37.4 does not have', async () => {
+    const table = await sourceTable('numeric_enum', 1);
+    await expectOk(createMirror('numeric_enum', [mapping(table, 'numeric_enum')]));
+    await double.waitForStatus('numeric_enum', 'STATUS_RUNNING');
+    await expectOk(call('POST', '/v1/mirrors/state_change', { flowJobName: 'numeric_enum', requestedFlowState: 2 }));
+    await double.waitForStatus('numeric_enum', 'STATUS_PAUSED');
+    const status = await expectOk(
+      call<MirrorStatusJson & { cdcStatus: { snapshotStatus: unknown } }>('POST', '/v1/mirrors/status', {
+        flowJobName: 'numeric_enum',
+        includeFlowInfo: true,
+        excludeSnapshotStatus: true,
+      }),
+    );
+    expect(status.cdcStatus.snapshotStatus).toMatchObject({ clones: [{ sourceTable: table, numRowsSynced: '1', consolidateCompleted: true }] });
+  });
+
+  it('answers creates with 500 "invalid mirror: ... Unavailable" and state changes with 503 in maintenance mode', async () => {
+    const table = await sourceTable('maintenance', 1);
+    double.knobs.maintenance = true;
+    const refused = await createMirror('maintenance', [mapping(table, 'maintenance')]);
+    expect(refused).toEqual({
+      status: 500,
+      body: {
+        code: 13,
+        message: 'invalid mirror: rpc error: code = Unavailable desc = PeerDB is under maintenance. Please retry in a few minutes',
+        details: [],
+      },
+    });
+    expect(await stateChange('ghost', 'STATUS_PAUSED')).toEqual({
+      status: 503,
+      body: { code: 14, message: 'PeerDB is under maintenance. Please retry in a few minutes', details: [] },
+    });
+  });
+
+  it('fails a snapshot whose tables share a clone name when cloned in parallel, and not when cloned one at a time', async () => {
+    await source.query('CREATE TABLE public."clone-name" (id int PRIMARY KEY)');
+    await source.query('CREATE TABLE public."clone_name" (id int PRIMARY KEY)');
+    const tables = [mapping('public.clone-name', 'clone_dash'), mapping('public.clone_name', 'clone_underscore')];
+    await expectOk(createMirror('clones_parallel', tables, { snapshotNumTablesInParallel: 2 }));
+    await double.waitForStatus('clones_parallel', 'STATUS_FAILED').catch(() => undefined);
+    expect(double.mirrors().find((m) => m.name === 'clones_parallel')?.error).toMatch(/child workflow already started: clone_clones_parallel_public_clone_name_/);
+    await expectOk(createMirror('clones_serial', tables.map((m) => ({ ...m, destinationTableIdentifier: `${m.destinationTableIdentifier}_serial` }))));
+    await double.waitForStatus('clones_serial', 'STATUS_RUNNING');
+  });
+});
+
 describe('JSON encoding', () => {
   it('names every response field as the contract does, emits default values, and writes 64-bit integers as strings', async () => {
     const table = await sourceTable('shape', 2);
-    expectContractShape(
-      await expectOk(call('POST', '/v1/peers/create', { peer: { name: 'pg', type: 'POSTGRES', postgresConfig: {} } })),
-      'peerdb_route.CreatePeerResponse',
-    );
+    expectContractShape(await expectOk(call('POST', '/v1/peers/create', { peer: pgPeer('pg') })), 'peerdb_route.CreatePeerResponse');
     expectContractShape(await expectOk(createMirror('shape', [mapping(table, 'shape')])), 'peerdb_route.CreateCDCFlowResponse');
     await double.waitForStatus('shape', 'STATUS_RUNNING');
     const status = await expectOk(mirrorStatus('shape'));

@@ -8,6 +8,8 @@ import { chownTo, randomSecret } from './files.js';
 export interface ClickHouseSettings {
   /** The HTTP interface, e.g. http://127.0.0.1:8123 */
   url: string;
+  /** The native protocol's port, which PeerDB's ClickHouse peer uses. */
+  nativePort: number;
   user: string;
   password: string;
 }
@@ -35,7 +37,7 @@ export async function startClickHouse(dir: string): Promise<{ settings: ClickHou
     cwd: dir,
     logFile: path.join(dir, 'stdout.log'),
   });
-  const settings: ClickHouseSettings = { url: `http://127.0.0.1:${httpPort}`, user: 'default', password };
+  const settings: ClickHouseSettings = { url: `http://127.0.0.1:${httpPort}`, nativePort: tcpPort!, user: 'default', password };
   // /ping answers before users are loaded and whatever the password: check with a real query.
   await process.waitUntilReady(() => canQuery(settings), 30_000);
   return { settings, process };

@@ -197,6 +197,7 @@ function externalSettings(env: NodeJS.ProcessEnv): Partial<ServerSettings> {
     const url = new URL(clickhouseUrl);
     settings.clickhouse = {
       url: `${url.protocol}//${url.host}`,
+      nativePort: Number(env.ECHODB_TEST_CLICKHOUSE_NATIVE_PORT || 9000),
       user: decodeURIComponent(url.username) || 'default',
       password: decodeURIComponent(url.password),
     };

@@ -49,7 +49,9 @@ export async function startPostgres(dir: string): Promise<{ settings: PostgresSe
       '-D', dataDir, '-p', String(port), '-k', dir,
       '-c', 'listen_addresses=127.0.0.1',
       '-c', 'wal_level=logical',
-      '-c', 'max_replication_slots=20',
+      // Each PeerDB mirror holds a logical slot (the PeerDB double creates them for real): room for the
+      // benchmark's 1,000 tables under per-table.
+      '-c', 'max_replication_slots=1100',
       '-c', 'max_wal_senders=20',
       '-c', 'max_connections=200',
       // Durability is pointless for a throwaway cluster and costs seconds per test run.

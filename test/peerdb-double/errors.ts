@@ -66,6 +66,7 @@ export const notFound = (message: string) => new FlowApiError('NotFound', messag
 export const alreadyExists = (message: string) => new FlowApiError('AlreadyExists', message);
 export const internal = (message: string) => new FlowApiError('Internal', message);
 export const unimplemented = (message: string) => new FlowApiError('Unimplemented', message);
+export const unavailable = (message: string) => new FlowApiError('Unavailable', message);
 
 /** The error a knob injects with a chosen HTTP status: the gRPC code grpc-gateway would have mapped to it. */
 export function injectedError(httpStatus: number): { status: number; body: GrpcErrorBody } {

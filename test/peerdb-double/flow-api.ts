@@ -1,16 +1,23 @@
-import type { ClickHouseClient } from '@clickhouse/client';
-import { alreadyExists, failedPrecondition, internal, invalidArgument, notFound, unimplemented } from './errors.js';
+import { ClickHouseLogLevel, createClient, type ClickHouseClient } from '@clickhouse/client';
+import { failedPrecondition, internal, invalidArgument, notFound, unavailable, unimplemented } from './errors.js';
 import {
+  readCancelTableAdditionInput,
   readCreateCdcFlowRequest,
   readCreatePeerRequest,
   readFlowStateChangeRequest,
   readMirrorStatusRequest,
+  readValidatePeerRequest,
   timestampJson,
+  type ConnectionSettings,
   type Peer,
 } from './messages.js';
 import type { Mirror, Mirrors } from './mirrors.js';
+import { peerProblem } from './peer-validation.js';
 import type { MessageFields } from './request-fields.js';
 import { validateMirror } from './validation.js';
+
+/** flow/cmd/api_error.go ErrUnderMaintenance. */
+const UNDER_MAINTENANCE = 'PeerDB is under maintenance. Please retry in a few minutes';
 
 /** The RPCs the double answers: each takes the request message and returns the response message or throws FlowApiError. */
 export class FlowApi {
@@ -18,40 +25,50 @@ export class FlowApi {
     private readonly peers: Map<string, Peer>,
     private readonly mirrors: Mirrors,
     private readonly clickhouse: ClickHouseClient,
+    private readonly clickhouseUrl: string,
+    /** PeerDB's maintenance mode (dynamic setting), read at each request. */
+    private readonly underMaintenance: () => boolean,
   ) {}
 
-  /** An existing peer is replaced only with allowUpdate; without it PeerDB leaves it alone and still answers CREATED. */
-  createPeer(body: MessageFields) {
-    const { peer, allowUpdate } = readCreatePeerRequest(body);
-    if (!peer) throw invalidArgument('no peer provided');
-    if (peer.name === '') throw invalidArgument('no peer name provided');
-    let accepted: Peer;
-    if (peer.type === 'POSTGRES' && peer.postgresConfig) {
-      accepted = { name: peer.name, type: 'POSTGRES', postgresConfig: peer.postgresConfig };
-    } else if (peer.type === 'CLICKHOUSE' && peer.clickhouseConfig) {
-      accepted = { name: peer.name, type: 'CLICKHOUSE', clickhouseConfig: peer.clickhouseConfig };
-    } else {
-      throw failedPrecondition(
-        `invalid config for ${peer.type} peer ${peer.name}: the PeerDB Flow API test double takes POSTGRES peers with postgresConfig and CLICKHOUSE peers with clickhouseConfig`,
-      );
+  /**
+   * CreatePeer (flow/cmd/handler.go): ValidatePeer first, unless disableValidation; an invalid peer is a 400
+   * FailedPrecondition. Then CreatePeerNoValidate (flow/connectors/utils/peers.go), which answers 200 with status
+   * FAILED when the config does not match the type, and leaves an existing peer alone without allowUpdate.
+   */
+  async createPeer(body: MessageFields) {
+    const { peer, allowUpdate, disableValidation } = readCreatePeerRequest(body);
+    const accepted = this.checkedPeer(peer);
+    if (!disableValidation) {
+      if (!accepted) throw failedPrecondition(`${peer!.type} peer ${peer!.name} was invalidated: unsupported peer config`);
+      await this.validate(accepted);
     }
-    if (allowUpdate || !this.peers.has(peer.name)) this.peers.set(peer.name, accepted);
+    if (!accepted) return { status: 'FAILED', message: `invalid config for ${peer!.type} peer ${peer!.name}: <nil>` };
+    if (allowUpdate || !this.peers.has(accepted.name)) this.peers.set(accepted.name, accepted);
     return { status: 'CREATED', message: '' };
   }
 
-  /** In PeerDB's order: destination peer, existing mirror, source peer, then the validation of validation.ts. */
+  /** ValidatePeer (flow/cmd/validate_peer.go): VALID, or FailedPrecondition (400) with the reason. */
+  async validatePeer(body: MessageFields) {
+    const { peer } = readValidatePeerRequest(body);
+    const accepted = this.checkedPeer(peer);
+    if (!accepted) throw failedPrecondition(`${peer!.type} peer ${peer!.name} was invalidated: unsupported peer config`);
+    await this.validate(accepted);
+    return { status: 'VALID', message: `${accepted.type} peer ${accepted.name} is valid` };
+  }
+
+  /** In PeerDB's order: destination peer, existing mirror, a drop still finishing, maintenance, source peer, validation (validation.ts). */
   async createCdcFlow(body: MessageFields) {
     const { connectionConfigs: config, attachToExisting } = readCreateCdcFlowRequest(body);
     if (!config) throw invalidArgument('connection configs cannot be nil');
     const workflowId = `${config.flowJobName}-peerflow`;
+    // determineFlags loads the destination peer before anything else.
     const destination = this.peers.get(config.destinationName);
     if (!destination) {
       throw internal(`failed to get destination connector: peers not found: [${config.destinationName}]`);
     }
-    if (this.mirrors.get(config.flowJobName)) {
-      if (attachToExisting) return { workflowId };
-      throw alreadyExists(`flow already exists: ${config.flowJobName}`);
-    }
+    if (this.mirrors.get(config.flowJobName) && attachToExisting) return { workflowId };
+    this.mirrors.assertCreatable(config.flowJobName);
+    if (this.underMaintenance()) throw internal(`invalid mirror: rpc error: code = Unavailable desc = ${UNDER_MAINTENANCE}`);
     const source = this.peers.get(config.sourceName);
     if (!source) {
       throw internal(
@@ -65,18 +82,24 @@ export class FlowApi {
       await validateMirror(config, source.postgresConfig, destination.clickhouseConfig, this.clickhouse);
     }
     // Validation took a while: a concurrent create of the same name may have won.
-    if (this.mirrors.get(config.flowJobName)) throw alreadyExists(`flow already exists: ${config.flowJobName}`);
+    this.mirrors.assertCreatable(config.flowJobName);
     this.mirrors.create(config);
     return { workflowId };
   }
 
-  flowStateChange(body: MessageFields) {
+  /** FlowStateChange: 503 in maintenance mode; otherwise mirrors.ts does what PeerDB's handler does. */
+  async flowStateChange(body: MessageFields) {
+    if (this.underMaintenance()) throw unavailable(UNDER_MAINTENANCE);
     const request = readFlowStateChangeRequest(body);
-    this.mirrors.changeState(this.mirror(request.flowJobName), request.requestedFlowState, request.cdcFlowConfigUpdate);
+    await this.mirrors.changeState(this.mirror(request.flowJobName), request.requestedFlowState, request.cdcFlowConfigUpdate);
     return {};
   }
 
-  /** cdcStatus is there only with includeFlowInfo, as in PeerDB. */
+  /**
+   * MirrorStatus (flow/cmd/mirror_status.go): the state alone, or with includeFlowInfo the config (with the table
+   * mappings of the workflow's state), the initial load's clones and the rows synced, which PeerDB reads with a
+   * Temporal query and several catalog queries.
+   */
   mirrorStatus(body: MessageFields) {
     const request = readMirrorStatusRequest(body);
     const mirror = this.mirror(request.flowJobName);
@@ -86,7 +109,7 @@ export class FlowApi {
         ? {
             cdcStatus: {
               config: structuredClone(mirror.config),
-              snapshotStatus: request.excludeSnapshotStatus ? null : { clones: [] },
+              snapshotStatus: { clones: mirror.clones.map((clone) => cloneSummary(mirror, clone)) },
               cdcBatches: [],
               sourceType: 'POSTGRES',
               destinationType: 'CLICKHOUSE',
@@ -97,6 +120,22 @@ export class FlowApi {
       currentFlowState: mirror.status,
       createdAt: timestampJson(mirror.createdAt),
     };
+  }
+
+  /** CancelTableAddition (flow/cmd/cancel_table_addition.go): a missing mirror has no status to read (500). */
+  async cancelTableAddition(body: MessageFields) {
+    const input = readCancelTableAdditionInput(body);
+    const mirror = this.mirrors.get(input.flowJobName);
+    if (!mirror) {
+      throw internal(`failed to get workflow status for flow ${input.flowJobName}: flow job ${input.flowJobName} not found`);
+    }
+    const tables = await this.mirrors.cancelTableAddition(
+      mirror,
+      input.currentlyReplicatingTables,
+      input.idempotencyKey,
+      input.assumeTableRemovalWillNotHappen,
+    );
+    return { flowJobName: mirror.name, tablesAfterCancellation: tables, runId: `${mirror.name}-run-${mirror.generation}` };
   }
 
   /** createdAt is a double holding Unix milliseconds (PeerDB's ListMirrors uses UnixMilli despite the field name). */
@@ -126,4 +165,52 @@ export class FlowApi {
     if (!mirror) throw notFound(`flow ${name} not found`);
     return mirror;
   }
+
+  private checkedPeer(peer: ReturnType<typeof readCreatePeerRequest>['peer']): Peer | undefined {
+    if (!peer) throw invalidArgument('no peer provided');
+    if (peer.name === '') throw invalidArgument('no peer name provided');
+    if (peer.type === 'POSTGRES' && peer.postgresConfig) return { name: peer.name, type: 'POSTGRES', postgresConfig: peer.postgresConfig };
+    if (peer.type === 'CLICKHOUSE' && peer.clickhouseConfig) {
+      return { name: peer.name, type: 'CLICKHOUSE', clickhouseConfig: peer.clickhouseConfig };
+    }
+    return undefined;
+  }
+
+  private async validate(peer: Peer): Promise<void> {
+    const problem = await peerProblem(peer, (settings) => this.checkClickHouseLogin(settings));
+    if (problem) throw failedPrecondition(problem);
+  }
+
+  /** The peer's user and password against the ClickHouse the double writes to. */
+  private async checkClickHouseLogin({ user, password }: ConnectionSettings): Promise<void> {
+    const client = createClient({
+      url: this.clickhouseUrl,
+      username: user,
+      password,
+      request_timeout: 15_000,
+      log: { level: ClickHouseLogLevel.OFF },
+    });
+    try {
+      await (await client.query({ query: 'SELECT 1', format: 'JSONEachRow' })).json();
+    } finally {
+      await client.close();
+    }
+  }
+}
+
+/** One row of InitialLoadSummary (mirror_status.go): a table's clone run with its single partition. */
+function cloneSummary(mirror: Mirror, clone: Mirror['clones'][number]) {
+  return {
+    tableName: clone.destination,
+    startTime: timestampJson(clone.startedAt),
+    numPartitionsCompleted: clone.done ? 1 : 0,
+    numPartitionsTotal: 1,
+    numRowsSynced: String(clone.rows),
+    avgTimePerPartitionMs: '0',
+    flowJobName: clone.jobName,
+    sourceTable: clone.source,
+    fetchCompleted: clone.done,
+    consolidateCompleted: clone.done,
+    mirrorName: mirror.name,
+  };
 }

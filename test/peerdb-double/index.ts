@@ -11,16 +11,28 @@ import { Delays } from './delays.js';
 import { FlowApi } from './flow-api.js';
 import type { FlowStatus, Peer, TableMapping } from './messages.js';
 import { Mirrors, type Mirror } from './mirrors.js';
-import { createApp, type Knobs, type RequestLogEntry } from './server.js';
+import { createApp, defaultKnobs, type Knobs, type RequestLogEntry } from './server.js';
 import { SnapshotCopier } from './snapshot.js';
+import { replicationNames } from './source-replication.js';
 
+export { defaultKnobs };
 export type { FlowStatus, Knobs, RequestLogEntry, TableMapping };
 
 export interface PeerDbDoubleOptions {
-  /** ClickHouse HTTP interface the double writes destination tables into (the peer's own host/port are recorded but not dialled: real PeerDB speaks the native protocol). */
+  /**
+   * ClickHouse HTTP interface the double writes destination tables into. Real PeerDB speaks the native protocol
+   * to the peer's host and port: the double only dials them, when it validates the peer.
+   */
   clickhouse: { url: string; user: string; password: string };
   /** Delay of each asynchronous state transition (pause, modify, drop, setup), default 50 ms. */
   transitionMs?: number;
+  /**
+   * PeerDB's own durations (retry intervals such as setup's 1-minute first retry, DropFlowWorkflow's sleeps) are
+   * multiplied by this; default 1, PeerDB's real timing. Tests shorten them.
+   */
+  timeScale?: number;
+  /** The port to listen on (default: a free one). */
+  port?: number;
 }
 
 export interface MirrorView {
@@ -35,6 +47,8 @@ export interface MirrorView {
   rowsSynced: number;
   /** Why the mirror is STATUS_FAILED. */
   error: string | undefined;
+  /** The last error of a step PeerDB keeps retrying (why a mirror stays in SETUP or SNAPSHOT). */
+  retrying: string | undefined;
 }
 
 export interface PeerDbDouble {
@@ -70,7 +84,7 @@ export function tablesAddedBy(request: RequestLogEntry): string[] {
 }
 
 export async function startPeerDbDouble(options: PeerDbDoubleOptions): Promise<PeerDbDouble> {
-  const knobs: Knobs = { latencyMs: 0, errorRate: 0, failUntil: undefined, failNext: undefined, hang: false, stuck: false };
+  const knobs = defaultKnobs();
   const requests: RequestLogEntry[] = [];
   const delays = new Delays();
   const clickhouse = createClient({
@@ -83,14 +97,17 @@ export async function startPeerDbDouble(options: PeerDbDoubleOptions): Promise<P
   const mirrors = new Mirrors({
     peers,
     copier: new SnapshotCopier(clickhouse),
+    clickhouse,
     delays,
     transitionMs: options.transitionMs ?? 50,
-    isStuck: () => knobs.stuck,
+    timeScale: options.timeScale ?? 1,
+    knobs: () => knobs,
   });
-  const server = http.createServer(createApp({ api: new FlowApi(peers, mirrors, clickhouse), knobs, requests, delays }));
+  const api = new FlowApi(peers, mirrors, clickhouse, options.clickhouse.url, () => knobs.maintenance);
+  const server = http.createServer(createApp({ api, knobs, requests, delays }));
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
-    server.listen(0, '127.0.0.1', resolve);
+    server.listen(options.port ?? 0, '127.0.0.1', resolve);
   });
   const { port } = server.address() as AddressInfo;
 
@@ -117,6 +134,8 @@ export async function startPeerDbDouble(options: PeerDbDoubleOptions): Promise<P
       const closed = new Promise((resolve) => server.close(resolve));
       server.closeAllConnections();
       await mirrors.close();
+      // As if PeerDB dropped what it still holds: a database with a logical slot cannot be dropped after the test.
+      await mirrors.releaseAll();
       await clickhouse.close();
       await closed;
     },
@@ -129,11 +148,12 @@ function view(mirror: Mirror): MirrorView {
     name: mirror.name,
     status: mirror.status,
     tables: structuredClone(config.tableMappings),
-    slotName: config.replicationSlotName || `peerflow_slot_${mirror.name}`,
-    publicationName: config.publicationName || `peerflow_pub_${mirror.name}`,
+    slotName: replicationNames(config).slot,
+    publicationName: replicationNames(config).publication,
     sourceName: config.sourceName,
     destinationName: config.destinationName,
     rowsSynced: mirror.rowsSynced,
     error: mirror.error,
+    retrying: mirror.retrying,
   };
 }

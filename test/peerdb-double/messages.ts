@@ -39,6 +39,8 @@ const DB_TYPES = [
   'DBTYPE_UNKNOWN',
 ] as const;
 type DbType = (typeof DB_TYPES)[number];
+/** protos/peers.proto numbers DBType with gaps (no 4; DBTYPE_UNKNOWN is -1). */
+const DB_TYPE_NUMBERS = [0, 1, 2, 3, 5, 6, 7, 8, 9, 10, 11, 12, 13, -1];
 
 const TABLE_ENGINES = [
   'CH_ENGINE_REPLACING_MERGE_TREE',
@@ -130,16 +132,39 @@ export interface CdcFlowConfigUpdate {
   skipInitialSnapshotForTableAdditions: boolean;
 }
 
-export function readCreatePeerRequest(body: MessageFields): { peer: PeerRequest | undefined; allowUpdate: boolean } {
-  const peer = body.message('peer');
+export function readCreatePeerRequest(body: MessageFields): {
+  peer: PeerRequest | undefined;
+  allowUpdate: boolean;
+  disableValidation: boolean;
+} {
   return {
     allowUpdate: body.bool('allowUpdate'),
-    peer: peer && {
+    disableValidation: body.bool('disableValidation'),
+    peer: readPeer(body.message('peer')),
+  };
+}
+
+export function readValidatePeerRequest(body: MessageFields): { peer: PeerRequest | undefined } {
+  return { peer: readPeer(body.message('peer')) };
+}
+
+function readPeer(peer: MessageFields | undefined): PeerRequest | undefined {
+  return (
+    peer && {
       name: peer.string('name'),
-      type: peer.enumName('type', DB_TYPES),
+      type: peer.enumName('type', DB_TYPES, DB_TYPE_NUMBERS),
       postgresConfig: readConnectionSettings(peer.message('postgresConfig')),
       clickhouseConfig: readConnectionSettings(peer.message('clickhouseConfig')),
-    },
+    }
+  );
+}
+
+export function readCancelTableAdditionInput(body: MessageFields) {
+  return {
+    flowJobName: body.string('flowJobName'),
+    currentlyReplicatingTables: body.messages('currentlyReplicatingTables').map(readTableMapping),
+    idempotencyKey: body.string('idempotencyKey'),
+    assumeTableRemovalWillNotHappen: body.bool('assumeTableRemovalWillNotHappen'),
   };
 }
 
@@ -237,11 +262,11 @@ export function readFlowStateChangeRequest(body: MessageFields): {
   };
 }
 
+/** v0.37.4's MirrorStatusRequest: excludeSnapshotStatus came later (after v0.37.4), so it is an unknown field here. */
 export function readMirrorStatusRequest(body: MessageFields) {
   return {
     flowJobName: body.string('flowJobName'),
     includeFlowInfo: body.bool('includeFlowInfo'),
-    excludeSnapshotStatus: body.bool('excludeSnapshotStatus'),
   };
 }
 

@@ -71,11 +71,17 @@ export class MessageFields {
     throw invalid('int64', name, value);
   }
 
-  /** An enum, by name only (numeric enum values are not accepted by the double). Absent: the zero value. */
-  enumName<T extends string>(name: string, values: readonly [T, ...T[]]): T {
+  /**
+   * An enum, by name or by number as protojson accepts both (`"STATUS_PAUSED"` or `2`). `numbers[i]` is the
+   * number of `values[i]` (by default its index). Absent: the zero value, `values[0]`.
+   */
+  enumName<T extends string>(name: string, values: readonly [T, ...T[]], numbers?: readonly number[]): T {
     const value = this.value(name);
     if (value === undefined) return values[0];
-    const found = values.find((candidate) => candidate === value);
+    const found =
+      typeof value === 'number'
+        ? values[numbers ? numbers.indexOf(value) : value]
+        : values.find((candidate) => candidate === value);
     if (found === undefined) throw invalid('enum', name, value);
     return found;
   }

@@ -29,11 +29,40 @@ export interface Knobs {
   hang: boolean;
   /** Asynchronous state transitions stop progressing (e.g. a mirror stays STATUS_PAUSING). */
   stuck: boolean;
+  /** PeerDB's maintenance mode: creates answer 500 `invalid mirror: ... Unavailable`, state changes 503. */
+  maintenance: boolean;
+  /** How long a signal takes to reach a mirror's workflow (a workflow task): state_change returns before. */
+  signalDelayMs: number;
+  /** After a drop's catalog row is gone (404), how long its workflow still runs (a create meanwhile is 409). */
+  dropLingerMs: number;
+  /** How long the synchronous drop of a failed mirror keeps the request (PeerDB: seconds, up to about 7 minutes). */
+  failedDropMs: number;
+  /** Source table identifiers whose initial load fails (as when ClickHouse rejects its rows). */
+  snapshotFails: string[];
+}
+
+/** The knobs at rest: no fault injected; PeerDB's usual timings. */
+export function defaultKnobs(): Knobs {
+  return {
+    latencyMs: 0,
+    errorRate: 0,
+    failUntil: undefined,
+    failNext: undefined,
+    hang: false,
+    stuck: false,
+    maintenance: false,
+    signalDelayMs: 20,
+    dropLingerMs: 200,
+    failedDropMs: 3000,
+    snapshotFails: [],
+  };
 }
 
 /** The Flow API routes the double answers (paths from protos/route.proto). */
 const ROUTES: { method: 'get' | 'post'; path: string; rpc: (api: FlowApi, body: MessageFields) => unknown }[] = [
+  { method: 'post', path: '/v1/peers/validate', rpc: (api, body) => api.validatePeer(body) },
   { method: 'post', path: '/v1/peers/create', rpc: (api, body) => api.createPeer(body) },
+  { method: 'post', path: '/v1/flows/cdc/cancel_table_addition', rpc: (api, body) => api.cancelTableAddition(body) },
   { method: 'post', path: '/v1/flows/cdc/create', rpc: (api, body) => api.createCdcFlow(body) },
   { method: 'post', path: '/v1/mirrors/state_change', rpc: (api, body) => api.flowStateChange(body) },
   { method: 'post', path: '/v1/mirrors/status', rpc: (api, body) => api.mirrorStatus(body) },

@@ -57,6 +57,8 @@ export function destinationShape(config: FlowConnectionConfigs): DestinationShap
 }
 
 export interface DestinationTable {
+  /** The mapping's sourceTableIdentifier, as sent. */
+  sourceIdentifier: string;
   source: QualifiedTable;
   database: string;
   name: string;
@@ -67,7 +69,9 @@ export interface DestinationTable {
 export interface CopyProgress {
   /** False once the mirror was dropped (or the double closed): the copy stops after its current batch. */
   isCurrent(): boolean;
-  onRows(count: number): void;
+  onRows(table: DestinationTable, count: number): void;
+  /** Every row of the table is in ClickHouse. */
+  onTableDone(table: DestinationTable): void;
 }
 
 /**
@@ -116,6 +120,7 @@ export class SnapshotCopier {
             (${definitions.join(', ')}) ENGINE = ReplacingMergeTree(\`_peerdb_version\`) ORDER BY ${orderBy}`,
         });
         tables.push({
+          sourceIdentifier: mapping.sourceTableIdentifier,
           source: table,
           database,
           name: mapping.destinationTableIdentifier,
@@ -152,9 +157,10 @@ export class SnapshotCopier {
               _peerdb_version: 1,
             })),
           });
-          progress.onRows(rows.length);
+          progress.onRows(table, rows.length);
         }
         await client.query('COMMIT');
+        progress.onTableDone(table);
       }
     } finally {
       await client.end();

@@ -54,13 +54,21 @@ interface SourceColumn {
 
 interface SourceTableSchema {
   columns: SourceColumn[];
+  /**
+   * The columns PeerDB keys the destination on (getTableSchemaForTable and getUniqueColumns in
+   * flow/connectors/postgres): the replica identity index's under REPLICA IDENTITY USING INDEX, else the primary
+   * key's; under REPLICA IDENTITY FULL without a primary key, every column.
+   */
   primaryKey: string[];
 }
 
-/** The table's columns in order and its primary key columns in key order; undefined when there is no such table. */
+/** The table's columns in order and its key columns in key order; undefined when there is no such table. */
 export async function readTableSchema(client: pg.Client, table: QualifiedTable): Promise<SourceTableSchema | undefined> {
-  const found = await client.query<{ oid: string | null }>('SELECT to_regclass($1)::oid AS oid', [quoteTable(table)]);
-  const oid = found.rows[0]?.oid;
+  const found = await client.query<{ oid: string | null; identity: string | null }>(
+    'SELECT c.oid, c.relreplident AS identity FROM pg_class c WHERE c.oid = to_regclass($1)',
+    [quoteTable(table)],
+  );
+  const { oid, identity } = found.rows[0] ?? { oid: null, identity: null };
   if (!oid) return undefined;
   const columns = await client.query<{ name: string; type: string; notNull: string }>(
     `SELECT a.attname AS name, t.typname AS type, a.attnotnull AS "notNull"
@@ -69,17 +77,19 @@ export async function readTableSchema(client: pg.Client, table: QualifiedTable):
      ORDER BY a.attnum`,
     [oid],
   );
-  const primaryKey = await client.query<{ name: string }>(
+  const key = await client.query<{ name: string }>(
     `SELECT a.attname AS name
      FROM pg_index i
      CROSS JOIN LATERAL unnest(i.indkey::int2[]) WITH ORDINALITY AS k(attnum, position)
      JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
-     WHERE i.indrelid = $1 AND i.indisprimary
+     WHERE i.indrelid = $1 AND (CASE WHEN $2 = 'i' THEN i.indisreplident ELSE i.indisprimary END)
      ORDER BY k.position`,
-    [oid],
+    [oid, identity],
   );
+  const names = columns.rows.map((row) => row.name);
+  const keyColumns = key.rows.map((row) => row.name);
   return {
     columns: columns.rows.map((row) => ({ name: row.name, type: row.type, notNull: row.notNull === 't' })),
-    primaryKey: primaryKey.rows.map((row) => row.name),
+    primaryKey: keyColumns.length === 0 && identity === 'f' ? names : keyColumns,
   };
 }

@@ -3,13 +3,17 @@ import { qualifiedTable, quoteString } from './clickhouse-sql.js';
 import { failedPrecondition, internal, type FlowApiError } from './errors.js';
 import type { ConnectionSettings, FlowConnectionConfigs } from './messages.js';
 import { ALLOW_NON_EMPTY_TABLES, envFlag } from './settings.js';
+import { replicaIdentityProblem, replicationProblem } from './source-replication.js';
 import { connectToSource, parseTableIdentifier, readTableSchema, type QualifiedTable } from './source-table.js';
 
 /**
- * The checks PeerDB's CreateCDCFlow makes before it starts a mirror (flow/cmd/validate_mirror.go): every source
- * table identifier parses and names an existing table, and, for an initial snapshot, no destination table
- * already holds rows unless the mirror's env allows it. PeerDB answers a failed check with 500 Internal
- * `invalid mirror: rpc error: code = FailedPrecondition desc = ...`, synchronously: the mirror is not created.
+ * The checks PeerDB's CreateCDCFlow makes before it starts a mirror (flow/cmd/validate_mirror.go
+ * validateCDCMirrorImpl): a source it can connect to, with replication (ValidateMirrorSource), every source table
+ * identifier parses and names an existing table whose schema it can read (REPLICA IDENTITY NOTHING fails there;
+ * a table without a key does not), and, for an initial snapshot, no destination table already holding rows
+ * unless the mirror's env allows it. PeerDB answers a failed check with 500 Internal
+ * `invalid mirror: rpc error: code = FailedPrecondition desc = ...` (handler.go CreateCDCFlow), synchronously: the
+ * mirror is not created. Unreachable databases answer the same way: only the message tells them apart.
  */
 export async function validateMirror(
   config: FlowConnectionConfigs,
@@ -40,11 +44,20 @@ async function checkSourceTables(config: FlowConnectionConfigs, source: Connecti
     return failedPrecondition(`failed to create source connector: ${(error as Error).message}`);
   }
   try {
+    const replication = await replicationProblem(source, client);
+    if (replication) return failedPrecondition(`failed to validate source connector ${config.sourceName}: ${replication}`);
     const missing: string[] = [];
     for (const table of tables) {
       if (!(await readTableSchema(client, table))) missing.push(`${table.schema}.${table.table}`);
     }
-    return missing.length > 0 ? failedPrecondition(`source tables do not exist: ${missing.join(', ')}`) : undefined;
+    if (missing.length > 0) return failedPrecondition(`source tables do not exist: ${missing.join(', ')}`);
+    for (const table of tables) {
+      const problem = await replicaIdentityProblem(client, table);
+      if (problem) {
+        return failedPrecondition(`failed to get source table schema: [getTableSchema] error getting replica identity for table ${problem}`);
+      }
+    }
+    return undefined;
   } finally {
     await client.end();
   }

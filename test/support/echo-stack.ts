@@ -61,7 +61,8 @@ export async function startEchoStack(
   await options.beforeSetup?.(sql, schema);
   await installCapture(sql);
   const clickhouse = await createTestClickHouse(servers.clickhouse);
-  const peerdb = await startPeerDbDouble({ clickhouse: servers.clickhouse, transitionMs: 30 });
+  // PeerDB's own durations (1-minute retries) at a hundredth.
+  const peerdb = await startPeerDbDouble({ clickhouse: servers.clickhouse, transitionMs: 30, timeScale: 0.01 });
 
   const env: Record<string, string> = {
       POSTGRES_HOST: database.settings.host,
@@ -74,6 +75,8 @@ export async function startEchoStack(
       CLICKHOUSE_DB: clickhouse.database,
       CLICKHOUSE_USER: clickhouse.user,
       CLICKHOUSE_PASSWORD: clickhouse.password,
+      // PeerDB dials ClickHouse's native port, and validates the peer by connecting.
+      CLICKHOUSE_PEER_PORT: String(servers.clickhouse.nativePort),
       PEERDB_API_URL: peerdb.url,
       PEERDB_REQUEST_TIMEOUT: '2',
       PEERDB_FAILURE_THRESHOLD: '3',
