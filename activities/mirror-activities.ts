@@ -1,10 +1,11 @@
 import { Context } from '@temporalio/activity';
 import { qualifiedTable } from '../lib/clickhouse-sql.js';
-import { droppedTableName, parseSourceTableIdentifier, peerDbNameProblem } from '../lib/naming.js';
-import { MirrorFailed, MirrorNotFound, PeerDbUnavailable } from '../lib/peerdb/errors.js';
+import { droppedTableName, parseSourceTableIdentifier } from '../lib/naming.js';
+import { MirrorFailed, MirrorNotFound, MirrorStalled, MirrorWedged, PeerDbError } from '../lib/peerdb/errors.js';
 import * as peers from '../lib/peerdb/peers.js';
 import type { FlowStatus, MirrorStatus, TableMapping } from '../lib/peerdb/types.js';
 import type {
+  LeftOut,
   MirrorDescription,
   MirrorOperation,
   MirrorSettings,
@@ -13,19 +14,21 @@ import type {
   TableRef,
 } from '../workflows/model.js';
 import type { ActivityDependencies } from './index.js';
+import { MirrorWait, type WaitSubject } from './mirror-wait.js';
+import { heartbeat, heartbeating, MAX_POLL_MS, persistently, POLL_MS, sentOrTransient } from './peerdb-calls.js';
 import { sourceQueries } from './source-database.js';
+import { prepareTables, tableFacts } from './table-readiness.js';
 import { withBreakerAwareRetries } from './temporal-errors.js';
 
-/** How often a waiting activity asks PeerDB for the mirror's state (and heartbeats). */
-const POLL_MS = 250;
 /**
- * How often a PeerDB activity heartbeats while it runs, whatever it waits for (a PeerDB call may take up to
- * PEERDB_REQUEST_TIMEOUT): the workflows' heartbeat timeout only has to outlast this, so the activities of a
- * worker that died are handed to another within seconds.
+ * After sending a table change to a paused mirror, how long EchoDB waits for PeerDB to read it before it sends it
+ * again: PeerDB answers before its workflow reads the signal, and sending it twice is harmless (a repeated
+ * addition overlaps and is dropped whole, cdc_flow.go processTableAdditions), but pointless while the first is
+ * on its way.
  */
-const HEARTBEAT_EVERY_MS = 1000;
-/** The longest pause between two tries of a PeerDB call that failed for an outage (503, timeout, refused). */
-const MAX_OUTAGE_PAUSE_MS = 5000;
+const UPDATE_READ_WAIT_MS = 30_000;
+/** How often a wait in SNAPSHOT reads the initial load's progress (a heavy status call). */
+const PROGRESS_EVERY_MS = 30_000;
 
 const toMapping = (table: MirrorTable): TableMapping => ({
   sourceTableIdentifier: table.source,
@@ -34,61 +37,33 @@ const toMapping = (table: MirrorTable): TableMapping => ({
   engine: 'CH_ENGINE_REPLACING_MERGE_TREE',
 });
 
-/** The last details each running activity heartbeated, which the interval heartbeat repeats. */
-const lastDetails = new WeakMap<Context, unknown>();
-
-/** Heartbeats the current activity with these details, and keeps them for the interval heartbeat. */
-function heartbeat(details: unknown): void {
-  const context = Context.current();
-  lastDetails.set(context, details);
-  context.heartbeat(details);
-}
-
 const mappingsOf = (status: MirrorStatus): TableMapping[] => status.cdcStatus?.config?.tableMappings ?? [];
 const sourcesOf = (status: MirrorStatus): string[] => mappingsOf(status).map((m) => m.sourceTableIdentifier);
+/** Rows the mirror's initial loads copied so far. */
+const snapshotRows = (status: MirrorStatus): number =>
+  (status.cdcStatus?.snapshotStatus?.clones ?? []).reduce((sum, clone) => sum + Number(clone.numRowsSynced), 0);
+
+/** What the workflow says about the operation, for the wait's record and the logs. */
+export interface OperationContext {
+  eventIds?: string[];
+}
+
+export interface CreateOutcome {
+  /** `none`: every table was left out, nothing was created. */
+  outcome: 'created' | 'exists' | 'none';
+  leftOut: LeftOut[];
+}
+
+export interface EditOutcome {
+  added: string[];
+  removed: string[];
+  /** Tables of `add` that did not go in, and why: gone, or without a usable replica identity. */
+  leftOut: LeftOut[];
+}
 
 export function createMirrorActivities(deps: ActivityDependencies) {
   const { config, clickhouse, peerdb } = deps;
   const querySource = sourceQueries(deps);
-
-  /**
-   * Runs a PeerDB activity's body (breaker-aware), heartbeating every HEARTBEAT_EVERY_MS until it ends, with the
-   * last details the body heartbeated (at first, the previous attempt's), so the Temporal UI keeps showing what
-   * it waits for.
-   */
-  async function heartbeating<T>(work: () => Promise<T>): Promise<T> {
-    const context = Context.current();
-    if (context.info.heartbeatDetails !== undefined) lastDetails.set(context, context.info.heartbeatDetails);
-    const timer = setInterval(() => context.heartbeat(lastDetails.get(context)), HEARTBEAT_EVERY_MS);
-    try {
-      return await withBreakerAwareRetries(work);
-    } finally {
-      clearInterval(timer);
-    }
-  }
-
-  /** Rethrows anything but an outage; an outage is heartbeated, so the Temporal UI shows why the activity waits. */
-  function noteOutage(error: unknown): void {
-    if (!(error instanceof PeerDbUnavailable)) throw error;
-    heartbeat(`PeerDB unavailable: ${error.message}`);
-  }
-
-  /**
-   * One PeerDB call, tried again in place (heartbeating, backing off to MAX_OUTAGE_PAUSE_MS) while PeerDB answers
-   * with an outage. A long wait for a mirror's state must not be thrown away, and a half-done edit must not wait
-   * out Temporal's retry backoff, because one poll among hundreds met a 503. A lasting outage opens the breaker,
-   * whose CircuitOpen fails the attempt (withBreakerAwareRetries schedules the next one); other errors fail it too.
-   */
-  async function persistently<T>(call: () => Promise<T>): Promise<T> {
-    for (let pause = POLL_MS; ; pause = Math.min(pause * 2, MAX_OUTAGE_PAUSE_MS)) {
-      try {
-        return await call();
-      } catch (error) {
-        noteOutage(error);
-        await Context.current().sleep(pause);
-      }
-    }
-  }
 
   async function tableExists(name: string): Promise<boolean> {
     const result = await clickhouse.query({
@@ -99,33 +74,85 @@ export function createMirrorActivities(deps: ActivityDependencies) {
     return Number(row?.result) === 1;
   }
 
-  /** Sends one state change; false (heartbeating) when PeerDB answered with an outage, so the caller looks again. */
-  async function sentOrOutage(call: () => Promise<void>): Promise<boolean> {
+  const waitFor = (subject: WaitSubject) => new MirrorWait({ config, peerdb, query: querySource }, subject);
+
+  /** Runs `body` with a wait on the mirror, ending the wait's record however the body ends. */
+  async function waiting<T>(subject: WaitSubject, body: (wait: MirrorWait) => Promise<T>): Promise<T> {
+    const wait = waitFor(subject);
     try {
-      await call();
-      return true;
+      const result = await body(wait);
+      await wait.end();
+      return result;
     } catch (error) {
-      noteOutage(error);
-      return false;
+      await wait.end(error);
+      throw error;
     }
   }
 
   /**
-   * Polls the mirror until `done` says so; fails on STATUS_FAILED unless the wait is for a drop (a failed mirror
-   * is dropped like any other). Heartbeats, so cancellation reaches it.
+   * Polls the mirror's state lightly (no includeFlowInfo) until it is no longer `from`, or `stop` says to look
+   * again; the state last seen. Past the stall timeout it stops too, for the caller to report the stall.
    */
-  async function waitForMirror(mirror: string, what: string, done: (status: MirrorStatus | null) => boolean, failedIsFinal = true) {
-    for (;;) {
-      const status = await persistently(() => peerdb.mirrorStatus(mirror));
-      if (done(status)) return status;
-      if (failedIsFinal && status?.currentFlowState === 'STATUS_FAILED') throw new MirrorFailed(`mirror ${mirror} failed while ${what}`);
-      heartbeat(status?.currentFlowState ?? 'gone');
-      await Context.current().sleep(POLL_MS);
+  async function settle(mirror: string, from: FlowStatus | null, wait: MirrorWait, stop: () => boolean = () => false) {
+    for (let pause = POLL_MS; ; pause = Math.min(Math.round(pause * 1.5), MAX_POLL_MS)) {
+      await Context.current().sleep(pause);
+      const state = await persistently(() => peerdb.mirrorState(mirror), wait);
+      if (state !== from || stop() || wait.stalled) return state;
+      if (state !== null) await wait.observe(state);
     }
   }
 
-  const isState = (...states: FlowStatus[]) => (status: MirrorStatus | null) =>
-    status !== null && states.includes(status.currentFlowState);
+  /** The initial load's progress, read now and then (a heavy call) while a wait is in SNAPSHOT. */
+  function progressReader(mirror: string) {
+    let readAt = 0;
+    return async (state: FlowStatus): Promise<number | undefined> => {
+      if (state !== 'STATUS_SNAPSHOT' || Date.now() - readAt < PROGRESS_EVERY_MS) return undefined;
+      readAt = Date.now();
+      const status = await persistently(() => peerdb.mirrorStatus(mirror));
+      return status === null ? undefined : snapshotRows(status);
+    };
+  }
+
+  /** The stall, reported where an operator looks; then, as PeerDB answers but the mirror does not move, the end. */
+  async function stalledError(wait: MirrorWait): Promise<MirrorStalled> {
+    return new MirrorStalled(await wait.reportStall());
+  }
+
+  /**
+   * PeerDB keeps the mirror in SNAPSHOT for ever when a table it adds no longer exists: it retries ALTER
+   * PUBLICATION ... ADD TABLE without limit (flow/workflows/cdc_flow.go processTableAdditions, AddTablesToPublication
+   * in flow/connectors/postgres/postgres_source.go), and the addition's setup retries its table check the same way.
+   * Cancelling the addition (CancelTableAddition) restarts the mirror RUNNING with the tables it had plus the added
+   * ones already snapshotted; EchoDB then adds the others again. Recorded as a cancel_addition operation.
+   */
+  async function cancelAddition(wait: MirrorWait, status: MirrorStatus, gone: LeftOut[], attempt: number): Promise<void> {
+    const { mirror } = wait.subject;
+    const subject = wait.subject;
+    const { info } = Context.current();
+    const key = `echodb-${info.workflowExecution?.runId}-${info.activityId}-${info.attempt}-${attempt}`;
+    const why = gone.map((table) => `${table.source} ${table.reason}`).join('; ');
+    Context.current().log.warn('cancelling a table addition PeerDB cannot finish', {
+      mirror,
+      tables: gone.map((table) => table.source),
+      event_ids: subject.eventIds,
+      reason: why,
+    });
+    heartbeat(`cancelling the table addition of ${mirror}: ${why}`);
+    await persistently(async () => {
+      try {
+        await peerdb.cancelTableAddition(mirror, mappingsOf(status), key);
+      } catch (error) {
+        // The addition finished, or this cancellation did (its answer was lost): the next status says what is left.
+        if (!(error instanceof PeerDbError) || !/cannot cancel table addition|cancel table addition workflow/.test(error.message)) throw error;
+      }
+    }, wait);
+    await querySource(
+      `INSERT INTO echodb.mirror_operations (operation_key, mirror, operation, tables, result, error, workflow_id, event_ids)
+       VALUES ($1, $2, 'cancel_addition', $3, 'succeeded', $4, $5, $6::bigint[])
+       ON CONFLICT (operation_key) DO NOTHING`,
+      [key, mirror, gone.map((table) => table.source), why, info.workflowExecution?.workflowId ?? '', outboxIds(subject.eventIds)],
+    );
+  }
 
   return {
     /** The settings mirror and verify-all workflows read at the start of each run. */
@@ -136,36 +163,30 @@ export function createMirrorActivities(deps: ActivityDependencies) {
         verify: { ...config.verify },
         retry: { ...config.retry },
         verifyAll: { concurrency: config.consistencyChecker.concurrency },
+        claimWaitMs: config.mirror.claimWaitMs,
       });
     },
 
-    /** Creates or updates the PostgreSQL and ClickHouse peers the mirrors read from and write to. */
+    /**
+     * Creates or updates the PostgreSQL and ClickHouse peers the mirrors read from and write to. PeerDB connects
+     * to each to validate it: one it cannot reach is waited for like an outage; one it refuses (a wrong password,
+     * a database that does not exist) is a PeerDbInvalidRequest.
+     */
     async ensurePeers(): Promise<void> {
       await heartbeating(() => persistently(() => peers.ensurePeers(peerdb, config)));
     },
 
-    /** What the source catalog says about these tables now. */
-    async inspectSourceTables(tables: TableRef[]): Promise<TableFacts[]> {
-      const { rows } = await querySource<{ i: number; relation_oid: string | null; relkind: string | null; relpersistence: string | null; relispartition: boolean | null }>(
-        `SELECT t.i, c.oid::int8 AS relation_oid, c.relkind, c.relpersistence, c.relispartition
-         FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS t(schema_name, table_name, i)
-         LEFT JOIN pg_namespace n ON n.nspname = t.schema_name
-         LEFT JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = t.table_name
-         ORDER BY t.i`,
-        [tables.map((t) => t.schema), tables.map((t) => t.table)],
-      );
-      return tables.map((table, index) => {
-        const row = rows[index];
-        const relationOid = row?.relation_oid == null ? null : Number(row.relation_oid);
-        const reason =
-          relationOid === null ? 'does not exist'
-          : !['r', 'p'].includes(row!.relkind ?? '') ? `is not a table (relkind ${row!.relkind})`
-          : row!.relispartition ? 'is a partition: its parent table is mirrored'
-          : row!.relpersistence === 't' ? 'is a temporary table'
-          : row!.relpersistence === 'u' ? 'is unlogged: logical replication cannot follow its changes'
-          : peerDbNameProblem(table);
-        return { ...table, relationOid, mirrorable: reason === undefined, ...(reason && { reason }) };
-      });
+    /** What the source catalog says about these tables now (replica identity included). */
+    inspectSourceTables(tables: TableRef[]): Promise<TableFacts[]> {
+      return tableFacts(querySource, config, tables);
+    },
+
+    /**
+     * Gives mirrored tables that lost their key REPLICA IDENTITY FULL (MISSING_REPLICA_IDENTITY=set-full); returns
+     * those it could not fix, which must leave their mirror.
+     */
+    async giveReplicaIdentity(tables: MirrorTable[]): Promise<LeftOut[]> {
+      return (await prepareTables(querySource, config, tables)).leftOut;
     },
 
     async describeMirror(mirror: string): Promise<MirrorDescription> {
@@ -183,71 +204,192 @@ export function createMirrorActivities(deps: ActivityDependencies) {
           };
     },
 
-    /** Creates the mirror with these tables (initial snapshot included) and waits until it runs. */
-    async createMirror(mirror: string, tables: MirrorTable[]): Promise<'created' | 'exists'> {
+    /**
+     * Creates the mirror with these tables (initial snapshot included) and waits until it runs. Tables gone or
+     * without a usable replica identity by now are left out (under set-full, those without a key get REPLICA
+     * IDENTITY FULL first). A previous mirror of the name that PeerDB is still dropping is waited for. A mirror
+     * that stays in SETUP because a table has since gone or lost its key is MirrorWedged (PeerDB retries that for
+     * ever); one that makes no progress for MIRROR_STALL_TIMEOUT is MirrorStalled.
+     */
+    async createMirror(mirror: string, tables: MirrorTable[], context: OperationContext = {}): Promise<CreateOutcome> {
       return heartbeating(async () => {
-        const outcome = await persistently(() => peerdb.createCdcMirror({
-          flowJobName: mirror,
-          sourceName: config.peerdb.sourcePeerName,
-          destinationName: config.peerdb.targetPeerName,
-          tableMappings: tables.map(toMapping),
-          doInitialSnapshot: true,
-        }));
-        await waitForMirror(mirror, 'being created', isState('STATUS_RUNNING'));
-        return outcome;
+        const { ready, leftOut } = await prepareTables(querySource, config, tables);
+        if (ready.length === 0) return { outcome: 'none', leftOut };
+        const subject: WaitSubject = { mirror, operation: 'create', tables: ready.map((t) => t.source), eventIds: context.eventIds ?? [] };
+        return waiting(subject, async (wait) => {
+          const create = () =>
+            peerdb.createCdcMirror({
+              flowJobName: mirror,
+              sourceName: config.peerdb.sourcePeerName,
+              destinationName: config.peerdb.targetPeerName,
+              tableMappings: ready.map(toMapping),
+              doInitialSnapshot: true,
+            });
+          let outcome: 'created' | 'exists' | 'dropping' = await persistently(create, wait);
+          while (outcome === 'dropping') {
+            // PeerDB's catalog no longer has the previous mirror, its workflow is still ending (handler.go CreateCDCFlow).
+            await wait.outage(`the previous mirror ${mirror} is still being dropped in PeerDB`);
+            if (wait.stalled) throw await stalledError(wait);
+            await Context.current().sleep(POLL_MS);
+            outcome = await persistently(create, wait);
+          }
+          const progress = progressReader(mirror);
+          let state = await persistently(() => peerdb.mirrorState(mirror), wait);
+          for (;;) {
+            if (state === 'STATUS_RUNNING') return { outcome, leftOut };
+            if (state === null) throw new MirrorNotFound(`mirror ${mirror} was dropped while it was being created`);
+            if (state === 'STATUS_FAILED') throw new MirrorFailed(`mirror ${mirror} failed while being created`);
+            await wait.observe(state, await progress(state));
+            if (state === 'STATUS_SETUP' && wait.checkDue()) {
+              wait.checked();
+              const culprits = (await prepareTables(querySource, config, ready)).leftOut;
+              if (culprits.length > 0) {
+                throw new MirrorWedged(
+                  `mirror ${mirror} stays STATUS_SETUP: ${culprits.map((t) => `${t.source} ${t.reason}`).join('; ')} ` +
+                    '(PeerDB retries its table check for ever)',
+                );
+              }
+            }
+            if (wait.stalled) throw await stalledError(wait);
+            state = await settle(mirror, state, wait, () => wait.checkDue());
+          }
+        });
       });
     },
 
     /**
      * Adds and removes tables in one pause-edit-resume, PeerDB's own sequence, and waits until the mirror runs
-     * again with them (added tables snapshotted). Converges: whatever is already as asked is left alone, so a
-     * retry after a crash in the middle continues where it stopped.
+     * again with them (added tables snapshotted). Converges: whatever is already as asked is left alone, so a retry
+     * after a crash in the middle continues where it stopped. The change goes to the paused mirror as one signal,
+     * sent again only if PeerDB has not read it after UPDATE_READ_WAIT_MS; each table is counted once. Tables gone
+     * or without a usable replica identity by the time the change is sent are left out; an addition PeerDB cannot
+     * finish (a table dropped after it was sent) is cancelled and the other tables added again.
      */
-    async editMirror(mirror: string, add: MirrorTable[], remove: MirrorTable[]): Promise<{ added: string[]; removed: string[] }> {
+    async editMirror(mirror: string, add: MirrorTable[], remove: MirrorTable[], context: OperationContext = {}): Promise<EditOutcome> {
       return heartbeating(async () => {
-        const applied = { added: [] as string[], removed: [] as string[] };
-        for (;;) {
-          const status = await persistently(() => peerdb.mirrorStatus(mirror));
-          if (status === null) throw new MirrorNotFound(`mirror ${mirror} does not exist`);
-          const current = new Set(sourcesOf(status));
-          const toAdd = add.filter((t) => !current.has(t.source));
-          const toRemove = remove.filter((t) => current.has(t.source));
-          if (toAdd.length === 0 && toRemove.length === 0 && status.currentFlowState === 'STATUS_RUNNING') {
-            return applied;
-          }
-          switch (status.currentFlowState) {
-            case 'STATUS_RUNNING':
-              if (toAdd.length > 0 || toRemove.length > 0) await sentOrOutage(() => peerdb.pauseMirror(mirror));
-              break;
-            case 'STATUS_PAUSED':
-              // Not repeated in place: a resume that timed out may have been applied, and PeerDB would apply its
-              // update twice. The next status shows what is still to do.
-              if (await sentOrOutage(() => peerdb.resumeMirror(mirror, { additionalTables: toAdd.map(toMapping), removedTables: toRemove.map(toMapping) }))) {
-                applied.added.push(...toAdd.map((t) => t.source));
-                applied.removed.push(...toRemove.map((t) => t.source));
+        const added = new Set<string>();
+        const removed = new Set<string>();
+        const leftOut = new Map<string, string>();
+        const outcome = (): EditOutcome => ({
+          added: [...added],
+          removed: [...removed],
+          leftOut: [...leftOut].map(([source, reason]) => ({ source, reason })),
+        });
+        const subject: WaitSubject = {
+          mirror,
+          operation: add.length > 0 ? 'add_tables' : 'remove_tables',
+          tables: [...add, ...remove].map((t) => t.source),
+          eventIds: context.eventIds ?? [],
+        };
+        const adding = new Set(add.map((t) => t.source));
+        return waiting(subject, async (wait) => {
+          /** The pause or change last sent, and in which state: PeerDB reads it a workflow task later. */
+          let sent: { in: FlowStatus; at: number } | undefined;
+          const unread = (state: FlowStatus) => sent?.in === state && Date.now() - sent.at < UPDATE_READ_WAIT_MS;
+          let cancellations = 0;
+          for (;;) {
+            const status = await persistently(() => peerdb.mirrorStatus(mirror), wait);
+            if (status === null) throw new MirrorNotFound(`mirror ${mirror} does not exist`);
+            const state = status.currentFlowState;
+            const current = new Set(sourcesOf(status));
+            const toAdd = add.filter((t) => !current.has(t.source) && !leftOut.has(t.source));
+            const toRemove = remove.filter((t) => current.has(t.source));
+            if (toAdd.length === 0 && toRemove.length === 0 && state === 'STATUS_RUNNING') return outcome();
+            await wait.observe(state, state === 'STATUS_SNAPSHOT' ? snapshotRows(status) : undefined);
+            switch (state) {
+              case 'STATUS_RUNNING':
+                // Not yet paused for this edit, or PeerDB resumed without the change (lost or refused): pause.
+                if (unread(state)) break;
+                if (await sentOrTransient(() => peerdb.pauseMirror(mirror), wait)) sent = { in: state, at: Date.now() };
+                break;
+              case 'STATUS_PAUSED': {
+                if (unread(state)) break;
+                const prepared = await prepareTables(querySource, config, toAdd);
+                for (const table of prepared.leftOut) leftOut.set(table.source, table.reason);
+                if (prepared.ready.length === 0 && toRemove.length === 0) {
+                  await sentOrTransient(() => peerdb.resumeMirror(mirror), wait);
+                  break;
+                }
+                const update = { additionalTables: prepared.ready.map(toMapping), removedTables: toRemove.map(toMapping) };
+                if (await sentOrTransient(() => peerdb.updatePausedMirror(mirror, update), wait)) {
+                  sent = { in: state, at: Date.now() };
+                  for (const table of prepared.ready) added.add(table.source);
+                  for (const table of toRemove) removed.add(table.source);
+                }
+                break;
               }
-              break;
-            case 'STATUS_FAILED':
-            case 'STATUS_TERMINATING':
-            case 'STATUS_TERMINATED':
-            case 'STATUS_COMPLETED':
-              throw new MirrorFailed(`mirror ${mirror} is ${status.currentFlowState}; it cannot be edited`);
-            default:
-              // pausing, setting up, snapshotting or modifying: wait for it
-              break;
+              case 'STATUS_SNAPSHOT': {
+                if (!wait.checkDue()) break;
+                wait.checked();
+                const pending = mappingsOf(status)
+                  .filter((m) => adding.has(m.sourceTableIdentifier))
+                  .map((m) => ({ ...parseSourceTableIdentifier(m.sourceTableIdentifier), source: m.sourceTableIdentifier }));
+                const facts = await tableFacts(querySource, config, pending);
+                const gone = pending
+                  .filter((_, i) => facts[i]!.relationOid === null)
+                  .map((t) => ({ source: t.source, reason: 'was dropped while PeerDB was adding it' }));
+                if (gone.length === 0) break;
+                await cancelAddition(wait, status, gone, ++cancellations);
+                for (const table of gone) {
+                  leftOut.set(table.source, table.reason);
+                  added.delete(table.source);
+                }
+                sent = undefined;
+                continue;
+              }
+              case 'STATUS_FAILED':
+              case 'STATUS_TERMINATING':
+              case 'STATUS_TERMINATED':
+              case 'STATUS_COMPLETED':
+                throw new MirrorFailed(`mirror ${mirror} is ${state}; it cannot be edited`);
+              default:
+                // pausing, setting up or modifying: wait for it
+                break;
+            }
+            if (wait.stalled) throw await stalledError(wait);
+            // Light polls until the state moves on, or: in RUNNING or PAUSED, until nothing EchoDB sent there is on
+            // its way (a send that failed is tried again at once, one PeerDB did not read after a while again); in
+            // SNAPSHOT, until a look at the tables is due.
+            await settle(mirror, state, wait, () =>
+              state === 'STATUS_RUNNING' || state === 'STATUS_PAUSED' ? !unread(state) : state === 'STATUS_SNAPSHOT' && wait.checkDue(),
+            );
           }
-          heartbeat(status.currentFlowState);
-          await Context.current().sleep(POLL_MS);
-        }
+        });
       });
     },
 
-    /** Drops the mirror and waits until PeerDB no longer knows it. ClickHouse tables stay. */
-    async dropMirror(mirror: string): Promise<void> {
-      await heartbeating(async () => {
-        if ((await persistently(() => peerdb.dropMirror(mirror))) === 'gone') return;
-        await waitForMirror(mirror, 'being dropped', (status) => status === null, false);
-      });
+    /**
+     * Drops the mirror and waits until PeerDB no longer knows it. ClickHouse tables stay. A running mirror drops
+     * asynchronously; a failed one within the request (PEERDB_DROP_TIMEOUT), which is not re-sent while PeerDB
+     * may still be at it.
+     */
+    async dropMirror(mirror: string, context: OperationContext = {}): Promise<void> {
+      await heartbeating(() =>
+        waiting({ mirror, operation: 'drop', tables: [], eventIds: context.eventIds ?? [] }, async (wait) => {
+          /** The state the drop was last sent in, and when: PeerDB acts on it a workflow task later. */
+          let sent: { in: FlowStatus; at: number } | undefined;
+          const unread = (state: FlowStatus) => sent?.in === state && Date.now() - sent.at < UPDATE_READ_WAIT_MS;
+          let state = await persistently(() => peerdb.mirrorState(mirror), wait);
+          while (state !== null) {
+            await wait.observe(state);
+            if (state !== 'STATUS_TERMINATING' && !unread(state)) {
+              if (state === 'STATUS_FAILED' || state === 'STATUS_COMPLETED') {
+                heartbeat(`drop ${mirror}: PeerDB drops a ${state} mirror within the request, which can take minutes`);
+              }
+              let gone = false;
+              const from = state;
+              const ok = await sentOrTransient(async () => {
+                gone = (await peerdb.dropMirror(mirror)) === 'gone';
+              }, wait);
+              if (ok && gone) return;
+              if (ok) sent = { in: from, at: Date.now() };
+            }
+            if (wait.stalled) throw await stalledError(wait);
+            const from = state;
+            state = await settle(mirror, from, wait, () => from !== 'STATUS_TERMINATING' && !unread(from));
+          }
+        }),
+      );
     },
 
     /**
@@ -308,13 +450,52 @@ export function createMirrorActivities(deps: ActivityDependencies) {
       );
     },
 
+    /**
+     * Records the tables of watched schemas that a mirror's workflow did not mirror, and why (echodb.unmirrored_
+     * tables, and the skip_reason of the events that named them); forgets those that no longer exist. A table
+     * recorded here gets a new event on its next ALTER TABLE (sql/005), so that one given a key later is mirrored.
+     */
+    async recordUnmirrored(mirror: string, tables: (TableRef & { reason: string })[], eventIds: string[]): Promise<void> {
+      await querySource(
+        `WITH named AS (SELECT * FROM unnest($1::text[], $2::text[], $3::text[]) AS k(schema_name, table_name, reason)),
+         present AS (
+           SELECT named.* FROM named
+            WHERE EXISTS (SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                           WHERE n.nspname = named.schema_name AND c.relname = named.table_name)),
+         gone AS (
+           DELETE FROM echodb.unmirrored_tables u USING named
+            WHERE u.schema_name = named.schema_name AND u.table_name = named.table_name
+              AND NOT EXISTS (SELECT 1 FROM present p WHERE (p.schema_name, p.table_name) = (named.schema_name, named.table_name))),
+         kept AS (
+           INSERT INTO echodb.unmirrored_tables (schema_name, table_name, mirror, reason, event_id)
+           SELECT schema_name, table_name, $4, reason, $5 FROM present
+           ON CONFLICT (schema_name, table_name) DO UPDATE
+             SET mirror = excluded.mirror, reason = excluded.reason, event_id = excluded.event_id, recorded_at = now())
+         UPDATE echodb.ddl_events e SET skip_reason = present.reason FROM present
+          WHERE e.id = ANY($6::bigint[]) AND e.schema_name = present.schema_name AND e.table_name = present.table_name`,
+        [
+          tables.map((t) => t.schema),
+          tables.map((t) => t.table),
+          tables.map((t) => t.reason),
+          mirror,
+          outboxIds(eventIds).at(-1) ?? null,
+          outboxIds(eventIds),
+        ],
+      );
+    },
+
     /** Records what a mirror workflow did (or gave up on), once per operation key. */
     async recordMirrorOperation(operation: MirrorOperation): Promise<void> {
       await querySource(
-        `INSERT INTO echodb.mirror_operations
-           (operation_key, mirror, operation, tables, result, error, workflow_id, event_ids)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8::bigint[])
-         ON CONFLICT (operation_key) DO NOTHING`,
+        `WITH recorded AS (
+           INSERT INTO echodb.mirror_operations
+             (operation_key, mirror, operation, tables, result, error, workflow_id, event_ids)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8::bigint[])
+           ON CONFLICT (operation_key) DO NOTHING)
+         -- A table a mirror now holds is no longer unmirrored.
+         DELETE FROM echodb.unmirrored_tables u
+         WHERE $5 = 'succeeded' AND $3 IN ('create', 'add_tables')
+           AND u.schema_name || '.' || u.table_name = ANY($4::text[])`,
         [
           operation.key,
           operation.mirror,
@@ -323,10 +504,14 @@ export function createMirrorActivities(deps: ActivityDependencies) {
           operation.result,
           operation.error ?? null,
           operation.workflowId,
-          // Outbox ids only: reconcile's synthetic events (`reconcile:<run>:<n>`) have no row.
-          operation.eventIds.map((id) => id.split(':')[0]).filter((id) => /^\d+$/.test(id ?? '')),
+          outboxIds(operation.eventIds),
         ],
       );
     },
   };
+}
+
+/** Outbox ids only: reconcile's synthetic events (`reconcile:<run>:<n>`) have no row, a rename's halves a suffix. */
+function outboxIds(eventIds: string[]): string[] {
+  return eventIds.map((id) => id.split(':')[0]).filter((id): id is string => /^\d+$/.test(id ?? ''));
 }

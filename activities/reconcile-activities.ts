@@ -5,6 +5,7 @@ import { mirrorEventFor, signalMirrors, type DispatchContext, type MirrorEvent }
 import type { Drift, TableRef } from '../workflows/model.js';
 import type { ActivityDependencies } from './index.js';
 import { sourceQueries } from './source-database.js';
+import { tableFacts } from './table-readiness.js';
 import { withBreakerAwareRetries } from './temporal-errors.js';
 
 export function createReconcileActivities(deps: ActivityDependencies) {
@@ -57,17 +58,30 @@ export function createReconcileActivities(deps: ActivityDependencies) {
       const schemas = new Set([...config.sync.schemas, ...[...held.values()].map(({ table }) => table.schema)]);
       const existing = await catalogTables([...schemas]);
       const exists = new Set(existing.map(sourceTableIdentifier));
+      // A table PeerDB could not follow (no usable replica identity, under MISSING_REPLICA_IDENTITY=skip) is
+      // skipped like a filtered one, with the reason.
+      const facts = await tableFacts(querySource, config, existing);
       let next = 0;
       const event = (table: TableRef, operation: 'create' | 'drop') =>
         mirrorEventFor(table, operation, `${eventIdPrefix}:${++next}`, dispatch);
 
       const drift: Drift = { add: [], remove: [], skipped: [], unwatched: [] };
-      for (const table of existing) {
-        const reason = filter(table);
+      for (const [index, table] of existing.entries()) {
+        const filtered = filter(table);
+        const unusable = facts[index]!.mirrorable ? null : (facts[index]!.reason ?? 'not mirrorable');
         const mirrored = held.has(sourceTableIdentifier(table));
-        if (reason === null && !mirrored) drift.add.push(event(table, 'create'));
-        else if (reason !== null && mirrored) drift.unwatched.push({ ...table, reason });
-        else if (reason !== null && config.sync.schemas.includes(table.schema)) drift.skipped.push({ ...table, reason });
+        const watched = config.sync.schemas.includes(table.schema);
+        if (filtered !== null) {
+          if (mirrored) drift.unwatched.push({ ...table, reason: filtered });
+          else if (watched) drift.skipped.push({ ...table, reason: filtered });
+        } else if (unusable !== null) {
+          // A mirrored table that lost its key breaks its writers (PostgreSQL rejects UPDATE in a publication
+          // without a replica identity): its mirror's workflow looks at it again and takes it out.
+          if (mirrored) drift.remove.push(event(table, 'create'));
+          if (watched) drift.skipped.push({ ...table, reason: unusable });
+        } else if (!mirrored) {
+          drift.add.push(event(table, 'create'));
+        }
       }
       for (const [source, { table }] of held) {
         if (!exists.has(source)) drift.remove.push(event(table, 'drop'));

@@ -19,6 +19,8 @@ import {
   durableFigures,
   lastMirrorFailure,
   mirrorsOverview,
+  unmirroredJson,
+  waitJson,
   operationJson,
   outboxEvents,
   verificationRowJson,
@@ -266,7 +268,7 @@ export function createApiApp(deps: ApiDependencies): express.Express {
       ),
     ]);
     res.json({
-      mirrors: overview.map(({ mirror, tables, lastOperation }) => ({
+      mirrors: overview.map(({ mirror, tables, lastOperation, waiting, unmirrored }) => ({
         mirror,
         peerdb: peerdbMirrors instanceof Error
           ? { state: null, error: `PeerDB: ${peerdbMirrors.message}` }
@@ -279,6 +281,8 @@ export function createApiApp(deps: ApiDependencies): express.Express {
           last_verification: lastVerification && verificationRowJson(lastVerification),
         })),
         last_operation: lastOperation && operationJson(lastOperation),
+        waiting: waiting && waitJson(waiting),
+        unmirrored: unmirrored.map(unmirroredJson),
       })),
     });
   });

@@ -48,7 +48,7 @@ const CLAIMS_WITH_LATEST_VERIFICATION = `
      ORDER BY v.id DESC LIMIT 1) latest ON true`;
 
 export async function durableFigures(query: SourceQuery): Promise<DurableFigures> {
-  const [outbox, operations, verifications, tables] = await Promise.all([
+  const [outbox, operations, verifications, tables, waits, unmirrored] = await Promise.all([
     query<{ pending: string; oldest_age: number | null }>(
       `SELECT count(*) AS pending, extract(epoch FROM clock_timestamp() - min(created_at))::float8 AS oldest_age
          FROM echodb.ddl_events WHERE status = 'pending'`,
@@ -67,6 +67,13 @@ export async function durableFigures(query: SourceQuery): Promise<DurableFigures
          FROM ${CLAIMS_WITH_LATEST_VERIFICATION}`,
       [],
     ),
+    query<{ mirror: string; operation: string; seconds: number; stalled: boolean }>(
+      `SELECT mirror, operation, extract(epoch FROM clock_timestamp() - since)::float8 AS seconds,
+              stalled_since IS NOT NULL AS stalled
+         FROM echodb.mirror_waits ORDER BY mirror`,
+      [],
+    ),
+    query<{ count: string }>('SELECT count(*) AS count FROM echodb.unmirrored_tables', []),
   ]);
   return {
     outbox: { pending: Number(outbox.rows[0]?.pending ?? 0), oldestPendingAgeSeconds: outbox.rows[0]?.oldest_age ?? null },
@@ -74,6 +81,8 @@ export async function durableFigures(query: SourceQuery): Promise<DurableFigures
     verifications: verifications.rows.map((row) => ({ ...row, count: Number(row.count) })),
     mirroredTables: Number(tables.rows[0]?.mirrored ?? 0),
     tablesMismatched: Number(tables.rows[0]?.mismatched ?? 0),
+    mirrorWaits: waits.rows,
+    unmirroredTables: Number(unmirrored.rows[0]?.count ?? 0),
   };
 }
 
@@ -114,15 +123,43 @@ export async function latestVerifications(query: SourceQuery, limit: number): Pr
   return rows;
 }
 
+/** A mirror operation waiting on PeerDB right now (echodb.mirror_waits). */
+export interface MirrorWaitRow {
+  mirror: string;
+  operation: string;
+  tables: string[];
+  state: string;
+  since: Date;
+  stalled_since: Date | null;
+  diagnosis: string | null;
+}
+
+/** A table a mirror's workflow left out, and why (echodb.unmirrored_tables). */
+export interface UnmirroredRow {
+  mirror: string;
+  schema_name: string;
+  table_name: string;
+  reason: string;
+  event_id: string | null;
+  recorded_at: Date;
+}
+
 export interface MirrorOverview {
   mirror: string;
   tables: { table: TableRef & { destination: string }; lastVerification: VerificationRow | null }[];
   lastOperation: MirrorOperationRow | null;
+  /** What the mirror's workflow waits for in PeerDB now, if anything. */
+  waiting: MirrorWaitRow | null;
+  /** Tables it left out, and why. */
+  unmirrored: UnmirroredRow[];
 }
 
-/** Each mirror with its tables (durable state), each table's latest verification and the mirror's last operation. */
+/**
+ * Each mirror with its tables (durable state), each table's latest verification, the mirror's last operation,
+ * what it waits for in PeerDB now and the tables it left out.
+ */
 export async function mirrorsOverview(query: SourceQuery): Promise<MirrorOverview[]> {
-  const [tables, operations] = await Promise.all([
+  const [tables, operations, waits, unmirrored] = await Promise.all([
     query<Pick<MirroredTable, 'mirror' | 'source' | 'destination'> & { verification: VerificationRow | null }>(
       `SELECT c.mirror, c.source, c.destination,
               CASE WHEN latest.id IS NULL THEN NULL ELSE json_build_object(
@@ -139,22 +176,58 @@ export async function mirrorsOverview(query: SourceQuery): Promise<MirrorOvervie
          FROM echodb.mirror_operations ORDER BY mirror, id DESC`,
       [],
     ),
+    query<MirrorWaitRow>('SELECT mirror, operation, tables, state, since, stalled_since, diagnosis FROM echodb.mirror_waits', []),
+    query<UnmirroredRow>(
+      `SELECT mirror, schema_name, table_name, reason, event_id::text, recorded_at
+         FROM echodb.unmirrored_tables ORDER BY mirror, schema_name, table_name`,
+      [],
+    ),
   ]);
   const operationOf = new Map(operations.rows.map((row) => [row.mirror, row]));
+  const waitOf = new Map(waits.rows.map((row) => [row.mirror, row]));
   const mirrors = new Map<string, MirrorOverview>();
-  for (const { mirror, source, destination, verification } of tables.rows) {
+  const overviewOf = (mirror: string): MirrorOverview => {
     let overview = mirrors.get(mirror);
     if (overview === undefined) {
-      overview = { mirror, tables: [], lastOperation: operationOf.get(mirror) ?? null };
+      overview = { mirror, tables: [], lastOperation: operationOf.get(mirror) ?? null, waiting: waitOf.get(mirror) ?? null, unmirrored: [] };
       mirrors.set(mirror, overview);
     }
-    overview.tables.push({
+    return overview;
+  };
+  for (const { mirror, source, destination, verification } of tables.rows) {
+    overviewOf(mirror).tables.push({
       table: { ...parseSourceTableIdentifier(source), destination },
       // json_build_object gives the time as text.
       lastVerification: verification && { ...verification, verified_at: new Date(verification.verified_at) },
     });
   }
-  return [...mirrors.values()];
+  // A mirror that holds no table yet may wait on PeerDB (its create), or have left every table out.
+  for (const wait of waits.rows) overviewOf(wait.mirror);
+  for (const row of unmirrored.rows) overviewOf(row.mirror).unmirrored.push(row);
+  return [...mirrors.values()].sort((a, b) => a.mirror.localeCompare(b.mirror));
+}
+
+/** A wait as the API and `echodb status --json` show it. */
+export function waitJson(row: MirrorWaitRow) {
+  return {
+    operation: row.operation,
+    tables: row.tables,
+    state: row.state,
+    since: row.since.toISOString(),
+    stalled: row.stalled_since !== null,
+    stalled_since: row.stalled_since?.toISOString() ?? null,
+    diagnosis: row.diagnosis,
+  };
+}
+
+/** An unmirrored table as the API and `echodb status --json` show it. */
+export function unmirroredJson(row: UnmirroredRow) {
+  return {
+    table: qualifiedName({ schema: row.schema_name, table: row.table_name }),
+    reason: row.reason,
+    event_id: row.event_id === null ? null : Number(row.event_id),
+    since: row.recorded_at.toISOString(),
+  };
 }
 
 /** Whether PostgreSQL has a table (ordinary or partitioned) of exactly this schema and name. */

@@ -7,6 +7,7 @@ import { deleteVerifyAllSchedule, ensureVerifyAllSchedule, verifyAllIntervalSeco
 import { withPostgresClient } from '../lib/postgres.js';
 import { CircuitBreaker } from '../lib/circuit-breaker.js';
 import { isPeerDbOutage, PeerDbClient } from '../lib/peerdb/client.js';
+import { PeerUnreachable } from '../lib/peerdb/errors.js';
 import { describePeer, ensurePeers } from '../lib/peerdb/peers.js';
 import { installCapture, uninstallCapture, readMigrations } from '../sql/migrations.js';
 import { runDemo } from './demo.js';
@@ -41,13 +42,16 @@ async function onTemporal<T>(config: Config, doing: string, use: (client: Client
 
 /** Runs `use` on PeerDB's Flow API; a failure says where it was, what was being done, and what to do. */
 async function onPeerDb<T>(config: Config, doing: string, use: (peerdb: PeerDbClient) => Promise<T>, hint = ''): Promise<T> {
-  const { apiUrl, requestTimeoutMs } = config.peerdb;
+  const { apiUrl } = config.peerdb;
   const breaker = new CircuitBreaker('peerdb_api', config.circuitBreaker.peerdb, isPeerDbOutage);
   try {
-    return await use(new PeerDbClient({ baseUrl: apiUrl, requestTimeoutMs, breaker }));
+    return await use(PeerDbClient.fromConfig(config.peerdb, breaker));
   } catch (error) {
     const reason = error instanceof Error ? error.message : String(error);
-    throw new Error(`could not ${doing} through PeerDB's Flow API at ${apiUrl}: ${reason}${hint}`, { cause: error });
+    const unreachable = error instanceof PeerUnreachable
+      ? '; PeerDB connects to each peer to validate it, at the address its containers use (POSTGRES_PEER_HOST/_PORT, CLICKHOUSE_PEER_HOST/_PORT)'
+      : '';
+    throw new Error(`could not ${doing} through PeerDB's Flow API at ${apiUrl}: ${reason}${unreachable}${hint}`, { cause: error });
   }
 }
 

@@ -11,7 +11,15 @@ import { createPostgresPool } from '../lib/postgres.js';
 import { withTemporalClient } from '../lib/temporal-client.js';
 import { advisoryLockHolder } from '../listener/advisory-lock-lease.js';
 import { redisLeaseHolder } from '../listener/redis-lease.js';
-import { durableFigures, latestVerifications, mirrorsOverview, operationJson, verificationRowJson } from '../api/state.js';
+import {
+  durableFigures,
+  latestVerifications,
+  mirrorsOverview,
+  operationJson,
+  unmirroredJson,
+  verificationRowJson,
+  waitJson,
+} from '../api/state.js';
 import {
   findMirroredTable,
   resultWithin,
@@ -94,11 +102,10 @@ export async function verifyAll(config: Config, options: OperationOptions): Prom
 
 /** The state of PeerDB's mirrors by name, or why it could not be read. */
 async function peerDbStates(config: Config): Promise<Map<string, string> | Error> {
-  const peerdb = new PeerDbClient({
-    baseUrl: config.peerdb.apiUrl,
-    requestTimeoutMs: Math.min(config.peerdb.requestTimeoutMs, 5000),
-    breaker: createBreakers(config, pino({ level: 'silent' })).peerdb,
-  });
+  const peerdb = PeerDbClient.fromConfig(
+    { ...config.peerdb, requestTimeoutMs: Math.min(config.peerdb.requestTimeoutMs, 5000) },
+    createBreakers(config, pino({ level: 'silent' })).peerdb,
+  );
   try {
     return new Map((await peerdb.listMirrors()).map((mirror) => [mirror.name, mirror.status]));
   } catch (error) {
@@ -121,11 +128,13 @@ export async function status(config: Config, options: OperationOptions): Promise
         ? { error: `Redis: ${leader.message}` }
         : leader && { worker_id: leader.workerId, backend: leader.backend, expires_in_ms: leader.expiresInMs },
       outbox: { pending: figures.outbox.pending, oldest_pending_age_seconds: figures.outbox.oldestPendingAgeSeconds },
-      mirrors: mirrors.map(({ mirror, tables, lastOperation }) => ({
+      mirrors: mirrors.map(({ mirror, tables, lastOperation, waiting, unmirrored }) => ({
         mirror,
         peerdb_state: states instanceof Error ? null : (states.get(mirror) ?? 'not found'),
         tables: tables.length,
         last_operation: lastOperation && operationJson(lastOperation),
+        waiting: waiting && waitJson(waiting),
+        unmirrored: unmirrored.map(unmirroredJson),
       })),
       ...(states instanceof Error && { peerdb_error: states.message }),
       verifications: verifications.map(verificationRowJson),
@@ -149,6 +158,14 @@ export async function status(config: Config, options: OperationOptions): Promise
         `  ${mirror.mirror}  ${mirror.peerdb_state ?? 'state unknown'}  ${mirror.tables} table(s)` +
           (last ? `  last: ${last.operation} ${last.result} at ${last.at}${last.error ? ` (${last.error})` : ''}` : ''),
       );
+      const wait = mirror.waiting;
+      if (wait) {
+        console.log(
+          `    waiting: ${wait.operation} since ${wait.since}, PeerDB ${wait.state}` +
+            (wait.stalled ? `; STALLED since ${wait.stalled_since}: ${wait.diagnosis}` : ''),
+        );
+      }
+      for (const table of mirror.unmirrored) console.log(`    not mirrored: ${table.table}: ${table.reason}`);
     }
     console.log(`verifications: latest of ${report.verifications.length} table(s), newest first`);
     for (const row of report.verifications) {

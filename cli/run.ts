@@ -116,7 +116,7 @@ export async function runRoles(config: Config, roles: readonly Role[]): Promise<
       query: (text, values) => breakers.postgres.execute(() => postgres.query(text, values)),
       clickhouse,
       temporal,
-      peerdb: new PeerDbClient({ baseUrl: config.peerdb.apiUrl, requestTimeoutMs: config.peerdb.requestTimeoutMs, breaker: breakers.peerdb }),
+      peerdb: PeerDbClient.fromConfig(config.peerdb, breakers.peerdb),
       redis,
       ...(leadership && { leadership }),
       ...(worker && { workerState: () => worker.worker.getState() }),

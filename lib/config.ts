@@ -159,6 +159,7 @@ const variables = z
 
     PEERDB_API_URL: httpUrl('http://flow-api:8113'),
     PEERDB_REQUEST_TIMEOUT: positiveSeconds(30),
+    PEERDB_DROP_TIMEOUT: positiveSeconds(480),
     PEERDB_HOST: text('peerdb'),
     PEERDB_PORT: port(9900),
     PEERDB_USER: text('peerdb'),
@@ -174,6 +175,9 @@ const variables = z
     DESTINATION_TABLE_TEMPLATE: template('{table}', ['{table}']),
     DESTINATION_ON_DROP: oneOf(['keep', 'rename', 'drop'], 'rename', 'a drop policy'),
     COALESCE_WINDOW: seconds(2),
+    MISSING_REPLICA_IDENTITY: oneOf(['skip', 'set-full'], 'skip', 'a replica identity policy'),
+    MIRROR_STALL_TIMEOUT: positiveSeconds(1800),
+    DESTINATION_CLAIM_WAIT: seconds(120),
 
     WORKER_ID: z.string().default(() => `${hostname()}-${process.pid}`),
     LEADER_ELECTION_TTL: positiveSeconds(30),
@@ -265,6 +269,8 @@ function toConfig(env: Variables) {
       /** The Flow API, through which EchoDB manages peers and mirrors. */
       apiUrl: env.PEERDB_API_URL,
       requestTimeoutMs: env.PEERDB_REQUEST_TIMEOUT,
+      /** A failed mirror's drop runs within the request, for minutes (cancel, then DropFlowWorkflow). */
+      dropTimeoutMs: env.PEERDB_DROP_TIMEOUT,
       sourcePeerName: env.SOURCE_PEER_NAME,
       targetPeerName: env.TARGET_PEER_NAME,
       /** The SQL interface of the original manual, kept for compatibility. */
@@ -282,6 +288,15 @@ function toConfig(env: Variables) {
       destinationTableTemplate: env.DESTINATION_TABLE_TEMPLATE,
       destinationOnDrop: env.DESTINATION_ON_DROP,
       coalesceWindowMs: env.COALESCE_WINDOW,
+      /** Tables without a primary key or replica identity: left out (skip), or given REPLICA IDENTITY FULL. */
+      missingReplicaIdentity: env.MISSING_REPLICA_IDENTITY,
+      /**
+       * How long a wait on PeerDB may go without progress (no state change, no rows snapshotted) before it is
+       * diagnosed, reported and ended.
+       */
+      stallTimeoutMs: env.MIRROR_STALL_TIMEOUT,
+      /** How long a table waits for its ClickHouse destination while the table holding it is leaving. */
+      claimWaitMs: env.DESTINATION_CLAIM_WAIT,
     },
     workerId: env.WORKER_ID,
     leaderElection: { ttlMs: env.LEADER_ELECTION_TTL, intervalMs: env.LEADER_ELECTION_INTERVAL },

@@ -11,6 +11,10 @@ export interface DurableFigures {
   mirroredTables: number;
   /** Mirrored tables whose latest verification found a mismatch. */
   tablesMismatched: number;
+  /** Mirror operations waiting on PeerDB now (echodb.mirror_waits), with how long and whether they stalled. */
+  mirrorWaits: { mirror: string; operation: string; seconds: number; stalled: boolean }[];
+  /** Tables of watched schemas left out of the mirrors, by reason kind (echodb.unmirrored_tables). */
+  unmirroredTables: number;
 }
 
 /**
@@ -68,6 +72,23 @@ export function createMetrics() {
       registers,
     }),
     mirroredTables: new Gauge({ name: 'echodb_mirrored_tables', help: 'Tables in EchoDB\'s mirrors', registers }),
+    mirrorWaitSeconds: new Gauge({
+      name: 'echodb_mirror_wait_seconds',
+      help: 'How long each mirror operation waiting on PeerDB has waited (0 series: none waits)',
+      labelNames: ['mirror', 'operation'],
+      registers,
+    }),
+    mirrorWaitStalled: new Gauge({
+      name: 'echodb_mirror_wait_stalled',
+      help: 'Mirrors whose wait on PeerDB went MIRROR_STALL_TIMEOUT without progress (1), with its diagnosis in /mirrors',
+      labelNames: ['mirror'],
+      registers,
+    }),
+    unmirroredTables: new Gauge({
+      name: 'echodb_unmirrored_tables',
+      help: 'Tables of watched schemas EchoDB left out of its mirrors (no usable replica identity, unlogged...), see /mirrors',
+      registers,
+    }),
     tablesMismatched: new Gauge({
       name: 'echodb_tables_mismatched',
       help: 'Mirrored tables whose latest verification found a mismatch',
@@ -125,6 +146,13 @@ export function createMetrics() {
       for (const { status, count } of figures.verifications) metrics.verifications.set({ status }, count);
       metrics.mirroredTables.set(figures.mirroredTables);
       metrics.tablesMismatched.set(figures.tablesMismatched);
+      metrics.mirrorWaitSeconds.reset();
+      metrics.mirrorWaitStalled.reset();
+      for (const { mirror, operation, seconds, stalled } of figures.mirrorWaits) {
+        metrics.mirrorWaitSeconds.set({ mirror, operation }, seconds);
+        metrics.mirrorWaitStalled.set({ mirror }, stalled ? 1 : 0);
+      }
+      metrics.unmirroredTables.set(figures.unmirroredTables);
     },
   };
   return metrics;

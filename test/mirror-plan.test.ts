@@ -28,7 +28,7 @@ describe('planning one mirror edit from the catalog', () => {
 
   it('does nothing for a duplicate create of a table already mirrored from the same relation', () => {
     const plan = planChanges([event('orders')], [facts('orders', 100)], new Map([tracked('orders', 100)]));
-    expect(plan).toEqual({ add: [], remove: [], adopted: [], skipped: [] });
+    expect(plan).toEqual({ add: [], remove: [], adopted: [], skipped: [], repair: [] });
   });
 
   it('does nothing for a late drop when the table exists again and is mirrored from its new relation', () => {
@@ -60,5 +60,21 @@ describe('planning one mirror edit from the catalog', () => {
       { schema: 'public', table: 'cache', reason: 'does not exist' },
     ]);
     expect(plan.remove).toEqual([tracked('sessions', 300)[1]]);
+  });
+
+  it('asks for REPLICA IDENTITY FULL on a mirrored table that lost its key, when the policy lets it (set-full)', () => {
+    const plan = planChanges(
+      [event('orders')],
+      [{ ...facts('orders', 100), needsFullIdentity: true }],
+      new Map([tracked('orders', 100)]),
+    );
+    expect(plan).toEqual({ add: [], remove: [], adopted: [], skipped: [], repair: [tracked('orders', 100)[1]] });
+  });
+
+  it('adds a new table without a key when the policy can give it REPLICA IDENTITY FULL, and skips it otherwise', () => {
+    const full = planChanges([event('events')], [{ ...facts('events', 400), needsFullIdentity: true }], new Map());
+    expect(full.add).toEqual([tracked('events', 400)[1]]);
+    const skip = planChanges([event('events')], [facts('events', 400, 'has no primary key and no REPLICA IDENTITY FULL')], new Map());
+    expect(skip).toMatchObject({ add: [], skipped: [{ schema: 'public', table: 'events', reason: 'has no primary key and no REPLICA IDENTITY FULL' }] });
   });
 });

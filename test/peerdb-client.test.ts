@@ -1,10 +1,12 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { inject } from 'vitest';
 import { CircuitBreaker } from '../lib/circuit-breaker.js';
-import { PeerDbClient, isPeerDbOutage } from '../lib/peerdb/client.js';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { PeerDbClient, errorFor, isPeerDbOutage } from '../lib/peerdb/client.js';
 import { CircuitOpen, PeerDbInvalidRequest, PeerDbUnavailable } from '../lib/peerdb/errors.js';
 import { freePort } from '../lib/local-servers/ports.js';
-import { startPeerDbDouble, type PeerDbDouble } from './peerdb-double/index.js';
+import { defaultKnobs, startPeerDbDouble, type PeerDbDouble } from './peerdb-double/index.js';
 import { createTestDatabase, type TestDatabase } from './support/database.js';
 
 let peerdb: PeerDbDouble;
@@ -13,7 +15,7 @@ let database: TestDatabase;
 const breakerSettings = { failureThreshold: 3, successThreshold: 2, timeoutMs: 500 };
 const clientFor = (baseUrl: string, breaker = new CircuitBreaker('peerdb_api', breakerSettings, isPeerDbOutage)) => ({
   breaker,
-  client: new PeerDbClient({ baseUrl, requestTimeoutMs: 300, breaker }),
+  client: new PeerDbClient({ baseUrl, requestTimeoutMs: 300, dropTimeoutMs: 300, breaker }),
 });
 
 beforeAll(async () => {
@@ -25,17 +27,24 @@ afterAll(async () => {
   await database.drop();
 });
 afterEach(() => {
-  Object.assign(peerdb.knobs, { latencyMs: 0, errorRate: 0, failUntil: undefined, failNext: undefined, hang: false, stuck: false });
+  Object.assign(peerdb.knobs, defaultKnobs());
 });
 
 async function createPeers(client: PeerDbClient): Promise<void> {
   const { host, port, user, password, database: name } = database.settings;
   await client.createOrUpdatePeer({ name: 'source', type: 'POSTGRES', postgresConfig: { host, port, user, password, database: name } });
-  const clickhouse = new URL(inject('servers').clickhouse.url);
+  const clickhouse = inject('servers').clickhouse;
   await client.createOrUpdatePeer({
     name: 'target',
     type: 'CLICKHOUSE',
-    clickhouseConfig: { host: clickhouse.hostname, port: 9000, user: 'default', password: '', database: 'client_test', disableTls: true },
+    clickhouseConfig: {
+      host: new URL(clickhouse.url).hostname,
+      port: clickhouse.nativePort,
+      user: clickhouse.user,
+      password: clickhouse.password,
+      database: 'client_test',
+      disableTls: true,
+    },
   });
 }
 
@@ -116,5 +125,92 @@ describe('PeerDB Flow API client', () => {
       expect(await client.mirrorStatus('never_created')).toBeNull();
     }
     expect(breaker.snapshot()).toEqual({ state: 'closed', failures: 0 });
+  });
+
+  it('reads the light status (the state alone) for polling, and the full one with the table mappings', async () => {
+    const { client } = clientFor(peerdb.url);
+    await createPeers(client);
+    const sql = await database.connect();
+    await sql.query('CREATE TABLE public.light (id int PRIMARY KEY)');
+    await client.createCdcMirror({
+      flowJobName: 'client_light',
+      sourceName: 'source',
+      destinationName: 'target',
+      tableMappings: [{ sourceTableIdentifier: 'public.light', destinationTableIdentifier: 'light' }],
+      doInitialSnapshot: false,
+    });
+    await peerdb.waitForStatus('client_light', 'STATUS_RUNNING');
+    const from = peerdb.requests.length;
+    expect(await client.mirrorState('client_light')).toBe('STATUS_RUNNING');
+    expect((await client.mirrorStatus('client_light'))?.cdcStatus?.config?.tableMappings).toHaveLength(1);
+    expect(peerdb.requests.slice(from).map((r) => (r.body as { includeFlowInfo: boolean }).includeFlowInfo)).toEqual([false, true]);
+    expect(await client.mirrorState('never_created')).toBeNull();
+    await sql.end();
+  });
+
+  it('sends a change to a paused mirror as the current state (PAUSED) with the update: one signal', async () => {
+    const { client } = clientFor(peerdb.url);
+    await client.updatePausedMirror('no_such_mirror', { additionalTables: [], removedTables: [] }).catch(() => undefined);
+    expect(peerdb.requests.at(-1)?.body).toEqual({
+      flowJobName: 'no_such_mirror',
+      requestedFlowState: 'STATUS_PAUSED',
+      flowConfigUpdate: { cdcFlowConfigUpdate: { additionalTables: [], removedTables: [] } },
+    });
+  });
+});
+
+describe('what PeerDB\'s answers mean (errorFor)', () => {
+  const classify = (status: number, message: string) => errorFor(status, message, message).constructor.name;
+
+  it('tells a database PeerDB cannot reach (an outage to wait out) from a request no retry fixes', () => {
+    // flow/cmd/validate_peer.go: a peer that does not answer
+    expect(classify(400, 'POSTGRES peer pg was invalidated: failed to create connection: failed to connect to `user=x database=y`: pg:5432: dial error: dial tcp 10.0.0.5:5432: connect: connection refused')).toBe('PeerUnreachable');
+    expect(classify(400, 'CLICKHOUSE peer ch was invalidated: failed to open connection to ClickHouse peer: dial tcp: lookup clickhouse: no such host')).toBe('PeerUnreachable');
+    // flow/cmd/handler.go CreateCDCFlow wraps validation failures in 500 Internal "invalid mirror"
+    expect(classify(500, 'invalid mirror: rpc error: code = FailedPrecondition desc = failed to create source connector: failed to create connection: failed to connect to `user=x database=y`: pg:5432: dial error: i/o timeout')).toBe('PeerUnreachable');
+    expect(classify(500, 'invalid mirror: rpc error: code = Unavailable desc = PeerDB is under maintenance. Please retry in a few minutes')).toBe('PeerDbUnavailable');
+    // ... and what a retry cannot fix
+    expect(classify(400, 'POSTGRES peer pg was invalidated: failed to create connection: failed to connect to `user=x database=y`: pg:5432: FATAL: password authentication failed for user "x" (SQLSTATE 28P01)')).toBe('PeerDbInvalidRequest');
+    expect(classify(500, 'invalid mirror: rpc error: code = FailedPrecondition desc = source tables do not exist: public.gone')).toBe('PeerDbInvalidRequest');
+    expect(classify(500, 'invalid mirror: rpc error: code = FailedPrecondition desc = failed to validate destination connector ch: table t exists and is not empty')).toBe('PeerDbInvalidRequest');
+    expect(classify(409, 'workflow already exists for flow: m')).toBe('MirrorAlreadyExists');
+    expect(classify(503, 'PeerDB is under maintenance. Please retry in a few minutes')).toBe('PeerDbUnavailable');
+  });
+
+  it('takes a 200 answer with status FAILED (flow/connectors/utils/peers.go) for the failure it is', async () => {
+    const server = http.createServer((_req, res) => {
+      res.setHeader('content-type', 'application/json');
+      res.end(JSON.stringify({ status: 'FAILED', message: 'invalid config for POSTGRES peer pg: <nil>' }));
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    try {
+      const { client } = clientFor(`http://127.0.0.1:${(server.address() as AddressInfo).port}`);
+      const peer = { name: 'pg', type: 'POSTGRES' as const, postgresConfig: { host: 'h', port: 1, user: 'u', password: 'p', database: 'd' } };
+      await expect(client.createOrUpdatePeer(peer)).rejects.toThrow(/200 FAILED invalid config for POSTGRES peer pg/);
+      await expect(client.createOrUpdatePeer(peer)).rejects.toBeInstanceOf(PeerDbInvalidRequest);
+    } finally {
+      await new Promise((resolve) => server.close(resolve));
+    }
+  });
+
+  it('answers "dropping" to a create PeerDB refuses while the previous mirror of the name is still being dropped', async () => {
+    const { client } = clientFor(peerdb.url);
+    await createPeers(client);
+    const sql = await database.connect();
+    await sql.query('CREATE TABLE public.again (id int PRIMARY KEY)');
+    const config = {
+      flowJobName: 'client_again',
+      sourceName: 'source',
+      destinationName: 'target',
+      tableMappings: [{ sourceTableIdentifier: 'public.again', destinationTableIdentifier: 'again' }],
+      doInitialSnapshot: false,
+    };
+    await client.createCdcMirror(config);
+    await peerdb.waitForStatus('client_again', 'STATUS_RUNNING');
+    peerdb.knobs.dropLingerMs = 2000;
+    await client.dropMirror('client_again');
+    await expect.poll(() => client.mirrorState('client_again')).toBeNull();
+    expect(await client.createCdcMirror(config)).toBe('dropping');
+    await sql.end();
   });
 });

@@ -2,6 +2,7 @@ import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, inject, i
 import type pg from 'pg';
 import { installCapture, readMigrations, uninstallCapture, NotSuperuserError } from '../sql/migrations.js';
 import { startPeerDbDouble, type PeerDbDouble } from './peerdb-double/index.js';
+import { startTcpProxy, type TcpProxy } from './support/tcp-proxy.js';
 import { postgresEnv, runCli } from './support/cli.js';
 import { createTestDatabase, type TestDatabase } from './support/database.js';
 
@@ -130,54 +131,66 @@ describe('echodb uninstall (uninstallCapture)', () => {
 describe('echodb setup (the CLI) and the PeerDB peers', () => {
   let peerdb: PeerDbDouble;
 
+  let proxy: TcpProxy;
+
   beforeAll(async () => {
     peerdb = await startPeerDbDouble({ clickhouse: inject('servers').clickhouse });
+    proxy = await startTcpProxy(database.settings);
   });
 
   afterAll(async () => {
     await peerdb?.close();
+    await proxy?.close();
   });
 
   beforeEach(() => {
     peerdb.requests.length = 0;
   });
 
-  /** A compose-like deployment: PeerDB reaches both databases by other names than EchoDB does. */
-  const deployment = () => ({
-    ...postgresEnv(database.settings),
-    POSTGRES_PEER_HOST: 'postgres',
-    POSTGRES_PEER_PORT: '5432',
-    CLICKHOUSE_HOST: '127.0.0.1',
-    CLICKHOUSE_PEER_HOST: 'clickhouse',
-    CLICKHOUSE_DB: 'analytics',
-    CLICKHOUSE_USER: 'loader',
-    CLICKHOUSE_PASSWORD: 'ch-secret',
-    SOURCE_PEER_NAME: 'shop_pg',
-    TARGET_PEER_NAME: 'shop_ch',
-    PEERDB_API_URL: peerdb.url,
-  });
+  /**
+   * A compose-like deployment: PeerDB reaches PostgreSQL at another address than EchoDB does (a proxy's port here,
+   * `postgres:5432` there), and ClickHouse at its native port. PeerDB validates each peer by connecting to it.
+   */
+  const deployment = () => {
+    const clickhouse = inject('servers').clickhouse;
+    return {
+      ...postgresEnv(database.settings),
+      POSTGRES_PEER_HOST: '127.0.0.1',
+      POSTGRES_PEER_PORT: String(proxy.port),
+      CLICKHOUSE_HOST: '127.0.0.1',
+      CLICKHOUSE_PEER_HOST: '127.0.0.1',
+      CLICKHOUSE_PEER_PORT: String(clickhouse.nativePort),
+      CLICKHOUSE_DB: 'analytics',
+      CLICKHOUSE_USER: clickhouse.user,
+      CLICKHOUSE_PASSWORD: clickhouse.password,
+      SOURCE_PEER_NAME: 'shop_pg',
+      TARGET_PEER_NAME: 'shop_ch',
+      PEERDB_API_URL: peerdb.url,
+    };
+  };
   const peerCreations = () => peerdb.requests.filter((request) => request.path === '/v1/peers/create');
 
   it('creates the source and the destination peer through the Flow API, after the SQL, and updates them when run again', async () => {
     const { settings } = database;
 
     const first = await runCli(['setup', '--no-schedule'], deployment());
+    const clickhouse = inject('servers').clickhouse;
 
     expect(first).toMatchObject({ code: 0, stderr: '' });
     expect(first.stdout.trim().split('\n')).toEqual([
       expect.stringMatching(/^setup: applied 001_outbox, /),
-      `setup: PeerDB peers shop_pg (POSTGRES ${settings.user}@postgres:5432/${settings.database}) and ` +
-        'shop_ch (CLICKHOUSE loader@clickhouse:9000/analytics) created or updated',
+      `setup: PeerDB peers shop_pg (POSTGRES ${settings.user}@127.0.0.1:${proxy.port}/${settings.database}) and ` +
+        `shop_ch (CLICKHOUSE ${clickhouse.user}@127.0.0.1:${clickhouse.nativePort}/analytics) created or updated`,
     ]);
-    expect(first.stdout).not.toContain('ch-secret');
+    expect(first.stdout).not.toContain(clickhouse.password);
     expect(peerCreations().map((request) => [request.status, request.body])).toEqual([
       [200, {
         peer: {
           name: 'shop_pg',
           type: 'POSTGRES',
           postgresConfig: {
-            host: 'postgres',
-            port: 5432,
+            host: '127.0.0.1',
+            port: proxy.port,
             user: settings.user,
             password: settings.password,
             database: settings.database,
@@ -191,10 +204,10 @@ describe('echodb setup (the CLI) and the PeerDB peers', () => {
           name: 'shop_ch',
           type: 'CLICKHOUSE',
           clickhouseConfig: {
-            host: 'clickhouse',
-            port: 9000,
-            user: 'loader',
-            password: 'ch-secret',
+            host: '127.0.0.1',
+            port: clickhouse.nativePort,
+            user: clickhouse.user,
+            password: clickhouse.password,
             database: 'analytics',
             disableTls: true,
           },
@@ -203,12 +216,25 @@ describe('echodb setup (the CLI) and the PeerDB peers', () => {
       }],
     ]);
 
-    const again = await runCli(['setup', '--no-schedule'], { ...deployment(), POSTGRES_PEER_HOST: 'pg.internal' });
+    const again = await runCli(['setup', '--no-schedule'], { ...deployment(), POSTGRES_PEER_PORT: String(database.settings.port) });
     expect(again).toMatchObject({ code: 0, stderr: '' });
     expect(again.stdout).toMatch(/is up to date/);
     expect(again.stdout).toContain('setup: PeerDB peers shop_pg (POSTGRES');
     expect(peerCreations()).toHaveLength(4);
-    expect(peerCreations()[2]?.body).toMatchObject({ peer: { postgresConfig: { host: 'pg.internal' } }, allowUpdate: true });
+    expect(peerCreations()[2]?.body).toMatchObject({ peer: { postgresConfig: { port: database.settings.port } }, allowUpdate: true });
+  });
+
+  it('fails after the SQL when PeerDB cannot reach the database a peer names, saying where PeerDB looked', async () => {
+    await proxy.refuse();
+    try {
+      const result = await runCli(['setup', '--no-schedule'], deployment());
+      expect(result.code).toBe(1);
+      expect(result.stderr).toContain(`POSTGRES peer shop_pg was invalidated: failed to create connection`);
+      expect(result.stderr).toContain('connection refused');
+      expect(result.stderr).toContain('at the address its containers use (POSTGRES_PEER_HOST/_PORT, CLICKHOUSE_PEER_HOST/_PORT)');
+    } finally {
+      await proxy.accept();
+    }
   });
 
   it('leaves PeerDB alone with --no-peers', async () => {

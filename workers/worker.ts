@@ -29,11 +29,7 @@ export interface EchoWorkerOptions {
 export async function createEchoWorker(config: Config, { breakers, temporal }: EchoWorkerOptions): Promise<EchoWorker> {
   const postgres = createPostgresPool(config.postgres, 'echodb-worker');
   const clickhouse = createClickHouseClient(config.clickhouse);
-  const peerdb = new PeerDbClient({
-    baseUrl: config.peerdb.apiUrl,
-    requestTimeoutMs: config.peerdb.requestTimeoutMs,
-    breaker: breakers.peerdb,
-  });
+  const peerdb = PeerDbClient.fromConfig(config.peerdb, breakers.peerdb);
   const connection = await NativeConnection.connect({ address: config.temporal.address });
   const worker = await Worker.create({
     connection,

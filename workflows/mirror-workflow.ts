@@ -18,9 +18,11 @@ import {
 } from '@temporalio/workflow';
 import { WorkflowExecutionAlreadyStartedError } from '@temporalio/common';
 import type { Activities } from '../activities/index.js';
+import type { CreateOutcome, EditOutcome } from '../activities/mirror-activities.js';
 import { searchAttributes, tableSearchAttributes } from '../lib/search-attributes.js';
-import { verifyWorkflowId } from '../lib/naming.js';
+import { parseSourceTableIdentifier, verifyWorkflowId } from '../lib/naming.js';
 import type {
+  LeftOut,
   MirrorCarriedState,
   MirrorSettings,
   MirrorOperation,
@@ -46,7 +48,7 @@ export interface MirrorView {
 export const mirrorStateQuery = defineQuery<MirrorView>('mirrorState');
 
 /** Failures that retrying cannot fix: the workflow records them and moves on. */
-const NON_RETRYABLE = ['PeerDbInvalidRequest', 'MirrorFailed', 'MirrorNotFound'];
+const NON_RETRYABLE = ['PeerDbInvalidRequest', 'MirrorFailed', 'MirrorNotFound', 'MirrorWedged', 'MirrorStalled'];
 
 const {
   mirrorSettings,
@@ -56,6 +58,8 @@ const {
   retireDestinationTable,
   claimDestinations,
   releaseDestinations,
+  recordUnmirrored,
+  giveReplicaIdentity,
 } = proxyActivities<Activities>({
     startToCloseTimeout: '1 minute',
     retry: { initialInterval: '1 second', maximumInterval: '1 minute', nonRetryableErrorTypes: NON_RETRYABLE },
@@ -79,6 +83,17 @@ const RECHECK_ATTEMPTS = 3;
 const REBUILD_ATTEMPTS = 3;
 /** A mirror workflow with no mirror left waits this long for new events before it completes. */
 const IDLE_COMPLETION = '1 minute';
+/**
+ * patched() marker: tables left out (no usable replica identity, gone) are recorded in echodb.unmirrored_tables;
+ * tables PeerDB refused to validate peers for, a wedged create, a leaving holder of a destination: see below.
+ */
+const RECORD_UNMIRRORED = 'record-unmirrored';
+/** patched() marker: a peer PeerDB refuses is a recorded failure of the edit, not of the workflow run. */
+const PEERS_REFUSED_IN_EDIT = 'peers-refused-in-edit';
+/** patched() marker: a collision with a table that has left (moved to another schema) waits for its release. */
+const WAIT_FOR_LEAVING_HOLDER = 'wait-for-leaving-holder';
+/** The longest pause between two looks at a destination held by a table that has left. */
+const MAX_CLAIM_PAUSE_MS = 10_000;
 
 const failureText = (error: unknown): string => {
   const cause = error instanceof ActivityFailure ? error.cause : error;
@@ -88,8 +103,18 @@ const failureText = (error: unknown): string => {
 const isFailureOfType = (error: unknown, type: string): boolean =>
   error instanceof ActivityFailure && error.cause instanceof ApplicationFailure && error.cause.type === type;
 
-/** PeerDB failed the mirror (STATUS_FAILED), or no longer knows it: either way, it must be created again. */
-const lostInPeerDb = (error: unknown): boolean => isFailureOfType(error, 'MirrorFailed') || isFailureOfType(error, 'MirrorNotFound');
+/**
+ * PeerDB failed the mirror (STATUS_FAILED), no longer knows it, or holds it in a state it never leaves (a wedged
+ * create): either way, it must be created again.
+ */
+const lostInPeerDb = (error: unknown): boolean =>
+  isFailureOfType(error, 'MirrorFailed') || isFailureOfType(error, 'MirrorNotFound') || isFailureOfType(error, 'MirrorWedged');
+
+/** createMirror's answer; older workers answered the outcome alone. */
+const createOutcomeOf = (answer: CreateOutcome | 'created' | 'exists'): CreateOutcome =>
+  typeof answer === 'string' ? { outcome: answer, leftOut: [] } : answer;
+/** editMirror's tables left out; older workers left none out. */
+const leftOutOf = (answer: EditOutcome | Omit<EditOutcome, 'leftOut'>): LeftOut[] => ('leftOut' in answer ? answer.leftOut : []);
 
 /**
  * The one workflow that owns one PeerDB mirror. DDL events arrive as signals (signal-with-start on a
@@ -165,8 +190,8 @@ export async function mirrorWorkflow(input: MirrorWorkflowInput): Promise<void> 
     const wholeMirror = removed.length === tables.size;
     let failed = false;
     try {
-      if (wholeMirror) await dropMirror(mirror);
-      else await editMirror(mirror, [], removed);
+      if (wholeMirror) await dropMirror(mirror, { eventIds });
+      else await editMirror(mirror, [], removed, { eventIds });
     } catch (error) {
       failed = !wholeMirror && lostInPeerDb(error) && patched(REBUILD_FAILED_MIRROR);
       if (!failed) {
@@ -206,11 +231,27 @@ export async function mirrorWorkflow(input: MirrorWorkflowInput): Promise<void> 
   };
 
   /**
-   * Creates the mirror with these tables. A mirror that already existed (a retried create, a lost history) may
-   * lack some of them: they are added.
+   * Tables the activities left out after all (gone, or without a usable replica identity, since the workflow
+   * looked): their destinations are released and, when they still exist, they are recorded as unmirrored.
    */
-  const createWith = async (wanted: TrackedTable[]): Promise<void> => {
-    if ((await createMirror(mirror, wanted)) === 'exists') await editMirror(mirror, wanted, []);
+  const leaveOut = async (leftOut: LeftOut[], from: TrackedTable[], eventIds: string[]): Promise<TrackedTable[]> => {
+    if (leftOut.length === 0) return from;
+    const out = new Map(leftOut.map((table) => [table.source, table.reason]));
+    const left = from.filter((table) => out.has(table.source));
+    for (const table of left) log.info('table not mirrored', { mirror, schema: table.schema, table: table.table, reason: out.get(table.source), event_ids: eventIds });
+    await releaseDestinations(left);
+    await recordUnmirrored(mirror, left.map(({ schema, table, source }) => ({ schema, table, reason: out.get(source)! })), eventIds);
+    return from.filter((table) => !out.has(table.source));
+  };
+
+  /**
+   * Creates the mirror with these tables. A mirror that already existed (a retried create, a lost history) may
+   * lack some of them: they are added. Returns the tables it left out, and whether a mirror exists now.
+   */
+  const createWith = async (wanted: TrackedTable[], eventIds: string[]): Promise<{ exists: boolean; leftOut: LeftOut[] }> => {
+    const created = createOutcomeOf(await createMirror(mirror, wanted, { eventIds }));
+    if (created.outcome === 'exists') return { exists: true, leftOut: leftOutOf(await editMirror(mirror, wanted, [], { eventIds })) };
+    return { exists: created.outcome !== 'none', leftOut: created.leftOut };
   };
 
   /** Splits tables into those the catalog still has as mirrorable (with their relation now) and the rest. */
@@ -223,16 +264,17 @@ export async function mirrorWorkflow(input: MirrorWorkflowInput): Promise<void> 
   };
 
   /**
-   * PeerDB gave up on the mirror (STATUS_FAILED: a table dropped during its snapshot, a lost slot) and takes no
-   * more edits, or no longer knows it (dropped behind EchoDB's back). Drops it and creates it again with those of
-   * `wanted` that still exist, each snapshotted afresh into an empty destination: the old one is moved aside
-   * (dropped under DESTINATION_ON_DROP=drop). A new mirror that fails too, or is refused (another table dropped
-   * meanwhile), is rebuilt again, up to REBUILD_ATTEMPTS times in all.
+   * PeerDB gave up on the mirror (STATUS_FAILED: a table dropped during its snapshot, a lost slot), holds it in a
+   * state it never leaves (a create whose table is gone or has no key: PeerDB retries that for ever), or no longer
+   * knows it (dropped behind EchoDB's back). Drops it and creates it again with those of `wanted` that still exist
+   * and can be mirrored, each snapshotted afresh into an empty destination: the old one is moved aside (dropped
+   * under DESTINATION_ON_DROP=drop). A new mirror that fails too, or is refused (another table dropped meanwhile),
+   * is rebuilt again, up to REBUILD_ATTEMPTS times in all.
    */
   const rebuildMirror = async (wanted: TrackedTable[], eventIds: string[], eventIdOf: Map<string, string>): Promise<void> => {
     for (let attempt = 1; ; attempt++) {
       log.warn('mirror failed in PeerDB (or is gone): dropping it and creating it again', { mirror, attempt, tables: wanted.length });
-      await dropMirror(mirror);
+      await dropMirror(mirror, { eventIds });
       mirrorExists = false;
       tables.clear();
       await record('drop', wanted, eventIds);
@@ -243,11 +285,15 @@ export async function mirrorWorkflow(input: MirrorWorkflowInput): Promise<void> 
       for (const table of alive) await retireDestinationTable(table.destination, settings.onDrop === 'drop' ? 'drop' : 'rename', at);
       if (alive.length === 0) return;
       let failure: unknown;
+      let created = alive;
       try {
-        await createWith(alive);
+        const outcome = await createWith(alive, eventIds);
+        created = await leaveOut(outcome.leftOut, alive, eventIds);
+        if (!outcome.exists) return;
       } catch (error) {
-        // Failed again, or refused (a table dropped since it was inspected): look again and retry.
-        if ((isFailureOfType(error, 'MirrorFailed') || isFailureOfType(error, 'PeerDbInvalidRequest')) && attempt < REBUILD_ATTEMPTS) {
+        // Failed again, wedged, or refused (a table dropped since it was inspected): look again and retry.
+        const again = isFailureOfType(error, 'MirrorFailed') || isFailureOfType(error, 'PeerDbInvalidRequest') || isFailureOfType(error, 'MirrorWedged');
+        if (again && attempt < REBUILD_ATTEMPTS) {
           wanted = alive;
           continue;
         }
@@ -255,15 +301,41 @@ export async function mirrorWorkflow(input: MirrorWorkflowInput): Promise<void> 
       }
       // Tracked even when this failed: they belong in the mirror, and the next edit rebuilds it with them.
       mirrorExists = true;
-      for (const table of alive) tables.set(table.source, table);
+      for (const table of created) tables.set(table.source, table);
       if (failure !== undefined) {
-        await record('create', alive, eventIds, failureText(failure));
+        await record('create', created, eventIds, failureText(failure));
         return;
       }
-      await record('create', alive, eventIds);
-      await verifyAdded(alive, eventIds, eventIdOf);
+      await record('create', created, eventIds);
+      await verifyAdded(created, eventIds, eventIdOf);
       return;
     }
+  };
+
+  /**
+   * Claims the destinations of these tables. A destination held by a table that has left under that name (moved
+   * to another watched schema, whose mirror releases the claim when it removes it) is waited for, up to
+   * DESTINATION_CLAIM_WAIT, instead of failing: such moves converge without reconcile.
+   */
+  const claim = async (wanted: TrackedTable[]) => {
+    let { claimed, collisions } = await claimDestinations(mirror, wanted);
+    const waitMs = settings.claimWaitMs ?? 0;
+    if (collisions.length === 0 || waitMs === 0 || !patched(WAIT_FOR_LEAVING_HOLDER)) return { claimed, collisions };
+    const deadline = Date.now() + waitMs;
+    for (let pause = 500; collisions.length > 0 && Date.now() < deadline; pause = Math.min(pause * 2, MAX_CLAIM_PAUSE_MS)) {
+      const holders = await inspectSourceTables(collisions.map(({ heldBy }) => parseSourceTableIdentifier(heldBy)));
+      const leaving = collisions.filter((_, i) => holders[i]!.relationOid === null);
+      if (leaving.length === 0) break;
+      log.info('waiting for ClickHouse destinations held by tables that left', {
+        mirror,
+        tables: leaving.map(({ table, heldBy }) => `${table.source} (held by ${heldBy})`),
+      });
+      await sleep(Math.min(pause, Math.max(deadline - Date.now(), 1)));
+      const retry = await claimDestinations(mirror, leaving.map(({ table }) => table));
+      claimed = [...claimed, ...retry.claimed];
+      collisions = [...collisions.filter((collision) => !leaving.includes(collision)), ...retry.collisions];
+    }
+    return { claimed, collisions };
   };
 
   /** Puts tables into the mirror (creating it when there is none) and starts a verify workflow for each. */
@@ -273,7 +345,7 @@ export async function mirrorWorkflow(input: MirrorWorkflowInput): Promise<void> 
     eventIdOf: Map<string, string>,
     at: string,
   ): Promise<void> => {
-    const { claimed, collisions } = await claimDestinations(mirror, wanted);
+    const { claimed, collisions } = await claim(wanted);
     for (const { table, heldBy } of collisions) {
       const error = `NameCollision: ClickHouse table ${table.destination} already receives ${heldBy}; ${table.source} is not mirrored`;
       await record(mirrorExists ? 'add_tables' : 'create', [table], eventIds, error);
@@ -286,16 +358,17 @@ export async function mirrorWorkflow(input: MirrorWorkflowInput): Promise<void> 
     if (settings.onDrop === 'keep') {
       for (const table of added) await retireDestinationTable(table.destination, 'rename', at);
     }
-    if (!peersEnsured) {
-      await ensurePeers();
-      peersEnsured = true;
-    }
     let operation: MirrorOperation['operation'] = mirrorExists ? 'add_tables' : 'create';
+    let leftOut: LeftOut[] = [];
     for (let attempt = 1; ; attempt++) {
       try {
+        if (!peersEnsured) {
+          await ensurePeers();
+          peersEnsured = true;
+        }
         if (mirrorExists) {
           try {
-            await editMirror(mirror, added, []);
+            leftOut = leftOutOf(await editMirror(mirror, added, [], { eventIds }));
           } catch (error) {
             // Dropped behind EchoDB's back: rebuilt below with every table it should hold. Older histories
             // started over with the added tables alone.
@@ -306,11 +379,19 @@ export async function mirrorWorkflow(input: MirrorWorkflowInput): Promise<void> 
           }
         }
         if (!mirrorExists) {
-          await createWith(added);
-          mirrorExists = true;
+          const created = await createWith(added, eventIds);
+          leftOut = created.leftOut;
+          mirrorExists = created.exists;
         }
         break;
       } catch (error) {
+        if (!peersEnsured) {
+          // A peer PeerDB refuses (it could not log in, say): this edit fails; the next one tries the peers again.
+          if (!patched(PEERS_REFUSED_IN_EDIT)) throw error;
+          await record(operation, added, eventIds, `peers: ${failureText(error)}`);
+          await releaseDestinations(added);
+          return;
+        }
         if (lostInPeerDb(error) && patched(REBUILD_FAILED_MIRROR)) {
           await rebuildMirror([...tables.values(), ...added], eventIds, eventIdOf);
           return;
@@ -331,6 +412,8 @@ export async function mirrorWorkflow(input: MirrorWorkflowInput): Promise<void> 
         return;
       }
     }
+    added = await leaveOut(leftOut, added, eventIds);
+    if (added.length === 0) return;
     for (const table of added) tables.set(table.source, table);
     await record(operation, added, eventIds);
     await verifyAdded(added, eventIds, eventIdOf);
@@ -345,6 +428,13 @@ export async function mirrorWorkflow(input: MirrorWorkflowInput): Promise<void> 
     const at = new Date(Date.now()).toISOString();
     for (const skipped of plan.skipped) log.info('table not mirrored', { mirror, ...skipped, event_ids: eventIds });
     for (const adopted of plan.adopted) tables.set(adopted.source, adopted);
+    if (plan.skipped.length > 0 && patched(RECORD_UNMIRRORED)) await recordUnmirrored(mirror, plan.skipped, eventIds);
+    // A mirrored table that lost its key, under MISSING_REPLICA_IDENTITY=set-full: given REPLICA IDENTITY FULL
+    // (in a publication without it, PostgreSQL rejects its UPDATEs), or taken out when that fails.
+    if (plan.repair.length > 0) {
+      const failed = new Set((await giveReplicaIdentity(plan.repair)).map((table) => table.source));
+      plan.remove.push(...plan.repair.filter((table) => failed.has(table.source)));
+    }
 
     if (plan.remove.length > 0) await removeTables(plan.remove, eventIds, at);
     if (plan.add.length > 0) {

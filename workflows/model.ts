@@ -49,6 +49,8 @@ export interface MirrorSettings {
   retry: RetrySettings;
   /** Absent when a worker from before verify-all answered. */
   verifyAll?: VerifyAllSettings;
+  /** DESTINATION_CLAIM_WAIT; absent from older workers (no wait). */
+  claimWaitMs?: number;
 }
 
 export interface VerifyAllSettings {
@@ -71,9 +73,20 @@ export interface VerifySettings {
 /** What the source catalog says about a table right now. */
 export interface TableFacts extends TableRef {
   relationOid: number | null;
-  /** Exists and can be mirrored (an ordinary or partitioned table, logged, not a partition or temporary). */
+  /**
+   * Exists and can be mirrored: an ordinary or partitioned table, logged, not a partition or temporary, with a
+   * replica identity PeerDB can use (or none yet, under MISSING_REPLICA_IDENTITY=set-full).
+   */
   mirrorable: boolean;
   reason?: string;
+  /** Mirrorable once it has REPLICA IDENTITY FULL, which EchoDB sets right before it goes to PeerDB. */
+  needsFullIdentity?: boolean;
+}
+
+/** A table EchoDB did not put into a mirror after all, and why (gone, or no usable replica identity). */
+export interface LeftOut {
+  source: string;
+  reason: string;
 }
 
 export interface MirrorDescription {
@@ -86,7 +99,8 @@ export interface MirrorDescription {
 export interface MirrorOperation {
   key: string;
   mirror: string;
-  operation: 'create' | 'add_tables' | 'remove_tables' | 'drop';
+  /** cancel_addition: a table addition PeerDB could never finish, cancelled (activities/mirror-activities.ts). */
+  operation: 'create' | 'add_tables' | 'remove_tables' | 'drop' | 'cancel_addition';
   tables: string[];
   result: 'succeeded' | 'failed';
   error?: string;

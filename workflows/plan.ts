@@ -9,6 +9,11 @@ export interface MirrorPlan {
   adopted: TrackedTable[];
   /** Tables an event named that are not to be mirrored, and why. */
   skipped: { schema: string; table: string; reason: string }[];
+  /**
+   * Tables the mirror holds that have lost their replica identity, under MISSING_REPLICA_IDENTITY=set-full: to be
+   * given REPLICA IDENTITY FULL (in a publication without one, PostgreSQL rejects their UPDATEs).
+   */
+  repair: TrackedTable[];
 }
 
 /**
@@ -20,7 +25,7 @@ export function planChanges(
   facts: readonly TableFacts[],
   tables: ReadonlyMap<string, TrackedTable>,
 ): MirrorPlan {
-  const plan: MirrorPlan = { add: [], remove: [], adopted: [], skipped: [] };
+  const plan: MirrorPlan = { add: [], remove: [], adopted: [], skipped: [], repair: [] };
   events.forEach((event, index) => {
     const fact = facts[index];
     if (fact === undefined) throw new Error(`no catalog facts for ${event.source}`);
@@ -31,11 +36,12 @@ export function planChanges(
       plan.skipped.push({ schema: event.schema, table: event.table, reason: fact.reason ?? 'not mirrorable' });
     } else if (!tracked) {
       plan.add.push(wanted);
-    } else if (tracked.relationOid === null) {
-      plan.adopted.push({ ...tracked, relationOid: fact.relationOid });
-    } else if (tracked.relationOid !== fact.relationOid) {
+    } else if (tracked.relationOid !== null && tracked.relationOid !== fact.relationOid) {
       plan.remove.push(tracked);
       plan.add.push(wanted);
+    } else {
+      if (tracked.relationOid === null) plan.adopted.push({ ...tracked, relationOid: fact.relationOid });
+      if (fact.needsFullIdentity) plan.repair.push(tracked);
     }
   });
   return plan;

@@ -61,10 +61,31 @@ export interface CdcFlowConfigUpdate {
   removedTables: TableMapping[];
 }
 
+/** One table's initial load (InitialLoadSummary); int64 fields are strings. */
+export interface CloneTableSummary {
+  sourceTable: string;
+  tableName: string;
+  numRowsSynced: string;
+  consolidateCompleted: boolean;
+}
+
 export interface MirrorStatus {
   flowJobName: string;
   currentFlowState: FlowStatus;
-  cdcStatus?: { config?: { tableMappings?: TableMapping[] } };
+  /** Only when asked with includeFlowInfo, which costs PeerDB a Temporal query and several catalog queries. */
+  cdcStatus?: {
+    config?: { tableMappings?: TableMapping[] };
+    snapshotStatus?: { clones?: CloneTableSummary[] };
+  };
+}
+
+/** A row of PeerDB's flow_errors (ListMirrorLogs): what its activities logged, newest first. */
+export interface MirrorLog {
+  flowName: string;
+  errorMessage: string;
+  errorType: string;
+  /** Unix milliseconds. */
+  errorTimestamp: number;
 }
 
 export interface ListMirrorsItem {

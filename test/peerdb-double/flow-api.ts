@@ -5,6 +5,7 @@ import {
   readCreateCdcFlowRequest,
   readCreatePeerRequest,
   readFlowStateChangeRequest,
+  readListMirrorLogsRequest,
   readMirrorStatusRequest,
   readValidatePeerRequest,
   timestampJson,
@@ -136,6 +137,24 @@ export class FlowApi {
       input.assumeTableRemovalWillNotHappen,
     );
     return { flowJobName: mirror.name, tablesAfterCancellation: tables, runId: `${mirror.name}-run-${mirror.generation}` };
+  }
+
+  /**
+   * ListMirrorLogs (flow/cmd/mirror_status.go): flow_errors rows whose flow name contains flowJobName (PeerDB
+   * matches with position(), so clone jobs count too), of the level asked for, newest first, numPerPage of them
+   * (0 gives none: the query says LIMIT 0).
+   */
+  listMirrorLogs(body: MessageFields) {
+    const request = readListMirrorLogsRequest(body);
+    const matching = this.mirrors.logs.filter(
+      (log) => log.flowName.includes(request.flowJobName) && (request.level === '' || request.level === 'all' || log.errorType === request.level),
+    );
+    const errors = matching
+      .slice()
+      .reverse()
+      .slice(0, request.numPerPage)
+      .map((log) => ({ flowName: log.flowName, errorMessage: log.errorMessage, errorType: log.errorType, errorTimestamp: log.at.getTime(), id: log.id }));
+    return { errors, total: matching.length, page: 0 };
   }
 
   /** createdAt is a double holding Unix milliseconds (PeerDB's ListMirrors uses UnixMilli despite the field name). */

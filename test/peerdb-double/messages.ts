@@ -262,6 +262,10 @@ export function readFlowStateChangeRequest(body: MessageFields): {
   };
 }
 
+export function readListMirrorLogsRequest(body: MessageFields) {
+  return { flowJobName: body.string('flowJobName'), level: body.string('level'), numPerPage: body.int('numPerPage') };
+}
+
 /** v0.37.4's MirrorStatusRequest: excludeSnapshotStatus came later (after v0.37.4), so it is an unknown field here. */
 export function readMirrorStatusRequest(body: MessageFields) {
   return {

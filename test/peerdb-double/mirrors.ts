@@ -59,6 +59,15 @@ export interface Mirror {
   tasks: Set<Promise<void>>;
 }
 
+/** A row of PeerDB's peerdb_stats.flow_errors: each failed activity attempt logs its error (Alerter.LogFlowError). */
+export interface FlowLog {
+  id: number;
+  flowName: string;
+  errorMessage: string;
+  errorType: 'error' | 'warn' | 'info';
+  at: Date;
+}
+
 /** Checked by PeerDB only inside its workflow (SetupReplication), so a bad name fails the mirror, not the request. */
 const VALID_MIRROR_NAME = /^[a-z_][a-z0-9_]*$/;
 
@@ -109,6 +118,8 @@ export class Mirrors {
   private readonly closing = new Set<string>();
   private readonly everCreated = new Set<string>();
   private readonly work = new Set<Promise<void>>();
+  /** What PeerDB's activities logged, oldest first. */
+  readonly logs: FlowLog[] = [];
   private lastId = 0;
   private closed = false;
 
@@ -326,6 +337,10 @@ export class Mirrors {
     this.live.delete(mirror.name);
   }
 
+  private log(mirror: Mirror, errorMessage: string): void {
+    this.logs.push({ id: this.logs.length + 1, flowName: mirror.name, errorMessage, errorType: 'error', at: new Date() });
+  }
+
   /** Stops the mirror's running work (its steps see they are no longer current) and waits for it to end. */
   private async supersede(mirror: Mirror): Promise<void> {
     mirror.generation += 1;
@@ -530,6 +545,7 @@ export class Mirrors {
       } catch (error) {
         if (error instanceof Superseded || !isCurrent()) throw new Superseded();
         mirror.retrying = `${policy.step}: ${(error as Error).message}`;
+        this.log(mirror, (error as Error).message);
         if (policy.maxAttempts > 0 && tries >= policy.maxAttempts) throw error;
         if (!(await this.pauseWhile(retryDelayMs(policy, tries) * this.options.timeScale, isCurrent))) throw new Superseded();
       }
@@ -568,6 +584,7 @@ export class Mirrors {
         if (afterDrop || error instanceof Superseded || !isCurrent()) return;
         mirror.status = 'STATUS_FAILED';
         mirror.error = error instanceof Error ? error.message : String(error);
+        this.log(mirror, mirror.error);
       })
       .finally(() => {
         this.work.delete(done);

@@ -26,7 +26,7 @@ export async function peerProblem(
     try {
       await client.connect();
     } catch (error) {
-      return `POSTGRES peer ${peer.name} was invalidated: failed to create connection: failed to connect to \`user=${config.user} database=${config.database}\`: ${config.host}:${config.port}: ${describe(error)}`;
+      return `POSTGRES peer ${peer.name} was invalidated: ${connectionError(config, error)}`;
     }
     try {
       const { rows } = await client.query<{ version: number }>(`SELECT current_setting('server_version_num')::int / 10000 AS version`);
@@ -45,6 +45,11 @@ export async function peerProblem(
   } catch (error) {
     return `CLICKHOUSE peer ${peer.name} was invalidated: failed to open connection to ClickHouse peer: ${describe(error)}`;
   }
+}
+
+/** How NewPostgresConnector reports a connection that failed (pgx's message, wrapped). */
+export function connectionError(config: ConnectionSettings, error: unknown): string {
+  return `failed to create connection: failed to connect to \`user=${config.user} database=${config.database}\`: ${config.host}:${config.port}: ${describe(error)}`;
 }
 
 function dial(host: string, port: number): Promise<void> {

@@ -66,6 +66,7 @@ const ROUTES: { method: 'get' | 'post'; path: string; rpc: (api: FlowApi, body: 
   { method: 'post', path: '/v1/flows/cdc/create', rpc: (api, body) => api.createCdcFlow(body) },
   { method: 'post', path: '/v1/mirrors/state_change', rpc: (api, body) => api.flowStateChange(body) },
   { method: 'post', path: '/v1/mirrors/status', rpc: (api, body) => api.mirrorStatus(body) },
+  { method: 'post', path: '/v1/mirrors/logs', rpc: (api, body) => api.listMirrorLogs(body) },
   { method: 'get', path: '/v1/mirrors/list', rpc: (api) => api.listMirrors() },
   { method: 'get', path: '/v1/mirrors/names', rpc: (api) => api.listMirrorNames() },
 ];

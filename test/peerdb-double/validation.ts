@@ -3,6 +3,7 @@ import { qualifiedTable, quoteString } from './clickhouse-sql.js';
 import { failedPrecondition, internal, type FlowApiError } from './errors.js';
 import type { ConnectionSettings, FlowConnectionConfigs } from './messages.js';
 import { ALLOW_NON_EMPTY_TABLES, envFlag } from './settings.js';
+import { connectionError } from './peer-validation.js';
 import { replicaIdentityProblem, replicationProblem } from './source-replication.js';
 import { connectToSource, parseTableIdentifier, readTableSchema, type QualifiedTable } from './source-table.js';
 
@@ -41,7 +42,7 @@ async function checkSourceTables(config: FlowConnectionConfigs, source: Connecti
   try {
     client = await connectToSource(source);
   } catch (error) {
-    return failedPrecondition(`failed to create source connector: ${(error as Error).message}`);
+    return failedPrecondition(`failed to create source connector: ${connectionError(source, error)}`);
   }
   try {
     const replication = await replicationProblem(source, client);

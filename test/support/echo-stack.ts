@@ -94,6 +94,9 @@ export async function startEchoStack(
       TEMPORAL_NAMESPACE: servers.temporal.namespace,
       TEMPORAL_TASK_QUEUE: `echodb-test-${suffix}`,
       WORKER_ID: `test-${suffix}`,
+      // Peers of its own: a PeerDB the tests share (ECHODB_TEST_PEERDB_URL) holds every stack's peers at once.
+      SOURCE_PEER_NAME: `pg_${suffix}`,
+      TARGET_PEER_NAME: `ch_${suffix}`,
       ...(typeof overrides === 'function' ? overrides(schema) : overrides),
   };
   const config = loadConfig({ envFile: false, env });

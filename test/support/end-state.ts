@@ -23,12 +23,19 @@ export interface ConvergenceOptions {
 interface Snapshot {
   /** `schema.table` of every table of the watched schemas, as the catalog has them. */
   tables: string[];
+  /** `schema.table` -> why EchoDB left it out of every mirror (echodb.unmirrored_tables). */
+  unmirrored: Record<string, string>;
+  /** Replication slots and publications named like PeerDB's (peerflow_*) in the source database. */
+  slots: string[];
+  publications: string[];
   /** `schema.table` -> the mirrors (the double's) that hold it. */
   holders: Record<string, string[]>;
   /** Outbox rows not handed over yet (pending, or marked failed). */
   undispatched: number;
   /** The double's mirrors that are not STATUS_RUNNING, with their status (and error). */
   notRunning: string[];
+  /** The double's mirrors, with the slot and publication each should hold. */
+  mirrors: { name: string; slotName: string; publicationName: string; status: string }[];
 }
 
 async function snapshot(stack: ConvergenceTarget, schemas: readonly string[]): Promise<Snapshot> {
@@ -47,23 +54,65 @@ async function snapshot(stack: ConvergenceTarget, schemas: readonly string[]): P
   const pending = await stack.sql.query<{ count: string }>(
     "SELECT count(*) FROM echodb.ddl_events WHERE status IN ('pending', 'failed')",
   );
-  return { tables: rows.map((r) => r.name), holders, undispatched: Number(pending.rows[0]!.count), notRunning };
+  const unmirrored = await stack.sql.query<{ name: string; reason: string }>(
+    "SELECT schema_name || '.' || table_name AS name, reason FROM echodb.unmirrored_tables WHERE schema_name = ANY($1::text[])",
+    [schemas],
+  );
+  const replication = await stack.sql.query<{ kind: 'slot' | 'publication'; name: string }>(
+    `SELECT 'slot' AS kind, slot_name AS name FROM pg_replication_slots
+      WHERE database = current_database() AND slot_name LIKE 'peerflow\\_slot\\_%'
+     UNION ALL
+     SELECT 'publication', pubname FROM pg_publication WHERE pubname LIKE 'peerflow\\_pub\\_%'`,
+  );
+  return {
+    tables: rows.map((r) => r.name),
+    unmirrored: Object.fromEntries(unmirrored.rows.map((row) => [row.name, row.reason])),
+    slots: replication.rows.filter((row) => row.kind === 'slot').map((row) => row.name),
+    publications: replication.rows.filter((row) => row.kind === 'publication').map((row) => row.name),
+    holders,
+    undispatched: Number(pending.rows[0]!.count),
+    notRunning,
+    mirrors: stack.peerdb.mirrors().map(({ name, slotName, publicationName, status }) => ({ name, slotName, publicationName, status })),
+  };
 }
 
 /** Everything that is not as it should be in this snapshot, one line each; [] when converged. */
-function stateProblems({ tables, holders, undispatched, notRunning }: Snapshot, requireRunning: boolean): string[] {
+function stateProblems(snapshot: Snapshot, requireRunning: boolean): string[] {
+  const { tables, unmirrored, holders, undispatched, notRunning } = snapshot;
   const problems: string[] = [];
   if (undispatched > 0) problems.push(`${undispatched} event(s) undispatched in the outbox`);
   for (const table of tables) {
     const mirrors = holders[table] ?? [];
-    if (mirrors.length === 0) problems.push(`${table} is in no mirror`);
+    const leftOut = unmirrored[table];
+    if (leftOut !== undefined && mirrors.length > 0) problems.push(`${table} is recorded as not mirrored (${leftOut}) but is in ${mirrors.join(', ')}`);
+    else if (mirrors.length === 0 && leftOut === undefined) problems.push(`${table} is in no mirror`);
     else if (mirrors.length > 1) problems.push(`${table} is in ${mirrors.length} mirrors: ${mirrors.join(', ')}`);
   }
+  problems.push(...replicationProblems(snapshot));
   const existing = new Set(tables);
   for (const [table, mirrors] of Object.entries(holders)) {
     if (!existing.has(table)) problems.push(`${table} no longer exists but is held by ${mirrors.join(', ')}`);
   }
   if (requireRunning) problems.push(...notRunning);
+  return problems;
+}
+
+/**
+ * PeerDB's slots and publications in the source database against its mirrors: one of a mirror that is gone is a
+ * leak (its slot keeps WAL for ever); a running mirror without its own has lost it.
+ */
+function replicationProblems({ slots, publications, mirrors }: Snapshot): string[] {
+  const problems: string[] = [];
+  const slotsOf = new Set(mirrors.map((m) => m.slotName));
+  const publicationsOf = new Set(mirrors.map((m) => m.publicationName));
+  for (const slot of slots) if (!slotsOf.has(slot)) problems.push(`replication slot ${slot} is left from a mirror that is gone`);
+  for (const publication of publications) {
+    if (!publicationsOf.has(publication)) problems.push(`publication ${publication} is left from a mirror that is gone`);
+  }
+  for (const mirror of mirrors.filter((m) => m.status === 'STATUS_RUNNING')) {
+    if (!slots.includes(mirror.slotName)) problems.push(`mirror ${mirror.name} runs without its slot ${mirror.slotName}`);
+    if (!publications.includes(mirror.publicationName)) problems.push(`mirror ${mirror.name} runs without its publication ${mirror.publicationName}`);
+  }
   return problems;
 }
 
@@ -109,6 +158,15 @@ export function duplicatedRequests(requests: RequestLogEntry[]): string[] {
       members.set(name, new Set(tables));
       settle(name);
       for (const table of tables) settle(`${name}\0${table}`);
+    } else if (request.path === '/v1/flows/cdc/cancel_table_addition') {
+      // PeerDB keeps the tables it had and the added ones already snapshotted: which, the log does not say.
+      const name = body.flowJobName ?? '?';
+      const replicating = (request.body as { currentlyReplicatingTables?: { sourceTableIdentifier: string }[] } | undefined)
+        ?.currentlyReplicatingTables ?? [];
+      for (const { sourceTableIdentifier: table } of replicating) {
+        members.get(name)?.delete(table);
+        unsure.add(`${name}\0${table}`);
+      }
     } else if (request.path === '/v1/mirrors/state_change') {
       const name = body.flowJobName ?? '?';
       if (body.requestedFlowState === 'STATUS_TERMINATING' || body.requestedFlowState === 'STATUS_TERMINATED') {
@@ -134,8 +192,10 @@ export function duplicatedRequests(requests: RequestLogEntry[]): string[] {
 
 /**
  * The end state every fault must leave behind, once EchoDB has caught up: each table of the watched schemas in
- * exactly one mirror, no mirror holding a table that is gone, nothing undispatched in the outbox, and no create,
- * add or drop that PeerDB was asked to do twice (with `requireRunning`, also every mirror running). Waits up to
+ * exactly one mirror, or in none with its reason recorded (echodb.unmirrored_tables), no mirror holding a table
+ * that is gone, no replication slot or publication left from a mirror that is gone, nothing undispatched in the
+ * outbox, and no create, add or drop that PeerDB was asked to do twice (with `requireRunning`, also every mirror
+ * running). Waits up to
  * `timeoutMs` for the state to settle, then returns what is still wrong, one line per problem: [] when converged.
  * Not tied to vitest, so that scripts (bench/soak.ts) use it too.
  */

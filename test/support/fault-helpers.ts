@@ -105,13 +105,17 @@ export function reportOnFailure(stack: () => ReportTarget | undefined) {
 
 /**
  * A stack of the calling describe block's own (started before its cases, closed after them), with
- * reportOnFailure; `use` receives it once started.
+ * reportOnFailure; `use` receives it once started. `overrides` and `options` go to startEchoStack.
  */
-export function ownStack(use: (stack: EchoStack) => void): void {
+export function ownStack(
+  use: (stack: EchoStack) => void,
+  overrides?: Parameters<typeof startEchoStack>[0],
+  options?: Parameters<typeof startEchoStack>[2],
+): void {
   let stack: EchoStack | undefined;
   reportOnFailure(() => stack);
   beforeAll(async () => {
-    stack = await startEchoStack();
+    stack = await startEchoStack(overrides, undefined, options);
     use(stack);
   });
   afterAll(async () => {
