@@ -297,11 +297,16 @@ export function createMirrorActivities(deps: ActivityDependencies) {
             if (toAdd.length === 0 && toRemove.length === 0 && state === 'STATUS_RUNNING') return outcome();
             await wait.observe(state, state === 'STATUS_SNAPSHOT' ? snapshotRows(status) : undefined);
             switch (state) {
-              case 'STATUS_RUNNING':
+              case 'STATUS_RUNNING': {
                 // Not yet paused for this edit, or PeerDB resumed without the change (lost or refused): pause.
                 if (unread(state)) break;
+                // Set REPLICA IDENTITY FULL (a DDL that may wait for a lock) before the pause, not during it.
+                const prepared = await prepareTables(querySource, config, toAdd);
+                for (const table of prepared.leftOut) leftOut.set(table.source, table.reason);
+                if (prepared.ready.length === 0 && toRemove.length === 0) break;
                 if (await sentOrTransient(() => peerdb.pauseMirror(mirror), wait)) sent = { in: state, at: Date.now() };
                 break;
+              }
               case 'STATUS_PAUSED': {
                 if (unread(state)) break;
                 const prepared = await prepareTables(querySource, config, toAdd);

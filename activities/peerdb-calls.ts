@@ -4,7 +4,7 @@ import { withBreakerAwareRetries } from './temporal-errors.js';
 
 /** How often a waiting activity first asks PeerDB for the mirror's state; it backs off to MAX_POLL_MS. */
 export const POLL_MS = 250;
-export const MAX_POLL_MS = 2000;
+export const MAX_POLL_MS = 1000;
 /**
  * How often a PeerDB activity heartbeats while it runs, whatever it waits for (a PeerDB call may take up to
  * PEERDB_REQUEST_TIMEOUT, a drop up to PEERDB_DROP_TIMEOUT): the workflows' heartbeat timeout only has to outlast

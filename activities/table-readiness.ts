@@ -16,6 +16,11 @@ const NO_KEY_SKIPPED =
   'has no primary key and no REPLICA IDENTITY FULL: PeerDB cannot mirror it, and in a publication PostgreSQL would ' +
   'reject its UPDATE and DELETE (MISSING_REPLICA_IDENTITY=skip; add a primary key, or set MISSING_REPLICA_IDENTITY=set-full)';
 
+/** How long setting REPLICA IDENTITY FULL waits for its lock before failing (and being retried later). */
+const IDENTITY_LOCK_TIMEOUT = '3s';
+/** SQLSTATE of a lock_timeout. */
+const LOCK_NOT_AVAILABLE = '55P03';
+
 /**
  * What the catalog says about each table now: whether it exists and is a table PeerDB can follow, with a
  * replica identity it can use. Under MISSING_REPLICA_IDENTITY=set-full a table without a key is mirrorable and
@@ -88,10 +93,18 @@ export async function prepareTables(
     }
     if (fact.needsFullIdentity) {
       try {
-        await query(`ALTER TABLE ${pg.escapeIdentifier(table.schema)}.${pg.escapeIdentifier(table.table)} REPLICA IDENTITY FULL`, []);
+        // One simple-protocol query is one transaction, so SET LOCAL bounds this ALTER's wait for its ACCESS
+        // EXCLUSIVE lock: queued behind a long transaction, it would block every reader of the user's table.
+        await query(
+          `SET LOCAL lock_timeout = '${IDENTITY_LOCK_TIMEOUT}'; ` +
+            `ALTER TABLE ${pg.escapeIdentifier(table.schema)}.${pg.escapeIdentifier(table.table)} REPLICA IDENTITY FULL`,
+          [],
+        );
       } catch (error) {
-        // Only PostgreSQL's refusal (a SQLSTATE) leaves the table out; an outage fails the activity, to be retried.
-        if (typeof (error as { code?: unknown }).code !== 'string' || isPostgresOutage(error)) throw error;
+        // Only PostgreSQL's refusal (a SQLSTATE) leaves the table out; an outage or a lock not granted in time
+        // fails the activity, to be retried.
+        const code = (error as { code?: unknown }).code;
+        if (typeof code !== 'string' || code === LOCK_NOT_AVAILABLE || isPostgresOutage(error)) throw error;
         leftOut.push({ source: table.source, reason: `could not set REPLICA IDENTITY FULL: ${(error as Error).message}` });
         continue;
       }

@@ -18,7 +18,10 @@ interface MetricsJson { is_leader: boolean; mirrors_created: number; mirrors_dro
 interface Verification { table: string; match: boolean; timestamp: string }
 interface Pending { poll: string; workflow_id: string }
 interface VerifyAll { summary: unknown; results: Verification[]; reconcile: unknown; workflow_id: string }
-interface Mirrors { mirrors: { mirror: string; tables: { name: string }[] }[] }
+interface Waiting { operation: string; tables: string[]; state: string; stalled: boolean; diagnosis: string | null }
+interface Mirrors {
+  mirrors: { mirror: string; tables: { name: string }[]; waiting: Waiting | null; unmirrored: { table: string; reason: string }[] }[];
+}
 interface Events { events: { id: number; status: string; table: string }[]; next: string }
 
 let stack: EchoStack;
@@ -422,3 +425,49 @@ describe('logging', () => {
     expect(entries.some((entry) => typeof entry.workflow_id === 'string' && entry.workflow_id.startsWith('echodb-'))).toBe(true);
   });
 });
+
+describe('what a mirror waits for in PeerDB, and the tables left out', () => {
+  it('shows a wait in /mirrors, status and Prometheus while it lasts, and a table without a key with its reason', async () => {
+    const { sql, schema, peerdb } = stack;
+    const mirror = `echodb_${schema}`;
+    const prometheus = async (name: string, labels: Record<string, string> = {}) => {
+      const families = parsePrometheusTextFormat((await get('/metrics/prometheus')).text);
+      const family = families.find((f) => f.name === name);
+      return family?.metrics.find((m) => Object.entries(labels).every(([k, v]) => m.labels?.[k] === v))?.value;
+    };
+    await sql.query(`CREATE TABLE ${schema}.no_key (id int, note text)`);
+    const leftOut = await until(
+      async () => (await get('/mirrors')).json<Mirrors>().mirrors[0]?.unmirrored ?? [],
+      (tables) => tables.length > 0,
+      30_000,
+    );
+    expect(leftOut.map(({ table }) => table)).toEqual([`${schema}.no_key`]);
+    expect(leftOut[0]?.reason).toMatch(/^has no primary key/);
+    expect(Number(await prometheus('echodb_unmirrored_tables'))).toBe(1);
+    const events = (await get('/events?status=dispatched')).json<{ events: { table: string; skip_reason: string | null }[] }>().events;
+    expect(events.find((e) => e.table === 'no_key')?.skip_reason).toMatch(/^has no primary key/);
+
+    // The edit that adds `waits` pauses the mirror; PeerDB holds it PAUSING.
+    peerdb.knobs.stuck = true;
+    try {
+      await sql.query(`CREATE TABLE ${schema}.waits (id int PRIMARY KEY)`);
+      const waiting = await until(
+        async () => (await get('/mirrors')).json<Mirrors>().mirrors[0]?.waiting,
+        (wait) => wait?.state === 'STATUS_PAUSING',
+        30_000,
+      );
+      expect(waiting).toMatchObject({ operation: 'add_tables', tables: [`${schema}.waits`], stalled: false, diagnosis: null });
+      expect(Number(await prometheus('echodb_mirror_wait_seconds', { mirror, operation: 'add_tables' }))).toBeGreaterThanOrEqual(0);
+      expect(Number(await prometheus('echodb_mirror_wait_stalled', { mirror }))).toBe(0);
+      const status = await runCli(['status'], stack.env);
+      expect(status.stdout).toMatch(/^ {4}waiting: add_tables since \S+, PeerDB STATUS_PAUSING$/m);
+      expect(status.stdout).toMatch(new RegExp(`^ {4}not mirrored: ${schema}.no_key: has no primary key`, 'm'));
+    } finally {
+      peerdb.knobs.stuck = false;
+    }
+    await until(async () => (await get('/mirrors')).json<Mirrors>().mirrors[0]?.waiting, (wait) => wait === null, 30_000);
+    expect(await prometheus('echodb_mirror_wait_seconds', { mirror })).toBeUndefined();
+    await stack.waitForVerification('waits', 1, 30_000);
+  }, 90_000);
+});
+

@@ -6,6 +6,7 @@
  */
 import type pg from 'pg';
 import { afterAll, describe, expect, it } from 'vitest';
+import { startVerifyAll } from '../api/verification.js';
 import { mirrorNameFor, namingRules } from '../lib/naming.js';
 import { defaultKnobs, type RequestLogEntry } from './peerdb-double/index.js';
 import type { MirrorEditBody } from './support/end-state.js';
@@ -14,6 +15,7 @@ import type { EchoStack } from './support/echo-stack.js';
 import { createTables, ownStack, sleep } from './support/fault-helpers.js';
 import { startTcpProxy, type TcpProxy } from './support/tcp-proxy.js';
 import { until } from './support/until.js';
+import { itWithDouble } from './support/peerdb-under-test.js';
 
 /** Short deadlines: a wait looks at its tables every 2 s and ends 6 s after its last progress. */
 const FAST_WAITS = { MIRROR_STALL_TIMEOUT: '6', DESTINATION_CLAIM_WAIT: '30' };
@@ -46,7 +48,7 @@ describe('PeerDB keeps a mirror where it is', () => {
   let stack: EchoStack;
   ownStack((started) => (stack = started), FAST_WAITS);
 
-  it('1. cancels a table addition PeerDB can never finish (a table dropped after EchoDB sent it), and adds the tables that exist', async () => {
+  itWithDouble('1. cancels a table addition PeerDB can never finish (a table dropped after EchoDB sent it), and adds the tables that exist', async () => {
     const { sql, schema, peerdb } = stack;
     await createTables(sql, schema, ['kept_0', 'kept_1']);
     await stack.dispatchPending();
@@ -87,7 +89,7 @@ describe('PeerDB keeps a mirror where it is', () => {
     ]);
   }, 120_000);
 
-  it('2. leaves a table without a primary key out, with the reason, never breaking its UPDATEs; mirrors it once it has a key', async () => {
+  it('2. leaves a table without a primary key out, with the reason, never breaking its UPDATEs; mirrors it once it has a key, and takes it out when it loses it', async () => {
     const { sql, schema } = stack;
     await sql.query(`CREATE TABLE ${schema}.keyless (id int, note text)`);
     await sql.query(`INSERT INTO ${schema}.keyless VALUES (1, 'a'), (2, 'b')`);
@@ -113,6 +115,60 @@ describe('PeerDB keeps a mirror where it is', () => {
     expect(mirroredTables(stack)).toContain(`${schema}.keyless`);
     expect(await reason()).toBeUndefined();
     await expectConverged(stack, { requireRunning: true });
+
+    // Losing the key again is an ALTER TABLE too: the table leaves its mirror before its writers are refused.
+    await sql.query(`ALTER TABLE ${schema}.keyless DROP CONSTRAINT keyless_pkey`);
+    await stack.dispatchPending();
+    expect(await until(reason, (r) => r !== undefined, 30_000)).toMatch(/^has no primary key/);
+    await expectConverged(stack, { requireRunning: true });
+    expect(mirroredTables(stack)).not.toContain(`${schema}.keyless`);
+    await sql.query(`UPDATE ${schema}.keyless SET note = 'd'`);
+  }, 120_000);
+});
+
+describe('a mirror that does not move', () => {
+  let stack: EchoStack;
+  ownStack((started) => (stack = started), FAST_WAITS);
+
+  itWithDouble('never waits for ever: past MIRROR_STALL_TIMEOUT it says why where an operator looks, and fails the edit; reconcile finishes it later', async () => {
+    const { sql, schema, peerdb } = stack;
+    await createTables(sql, schema, ['before']);
+    await stack.dispatchPending();
+    await expectConverged(stack, { requireRunning: true });
+    const mirror = mirrorOf(stack, 'before');
+    // PeerDB takes the pause and never finishes it: STATUS_PAUSING for good.
+    peerdb.knobs.stuck = true;
+    try {
+      await createTables(sql, schema, ['held']);
+      await stack.dispatchPending();
+      // While it waits, echodb.mirror_waits says on what (/mirrors and /metrics read it).
+      const waiting = await until(
+        async () => (await sql.query<{ state: string; operation: string }>('SELECT state, operation FROM echodb.mirror_waits WHERE mirror = $1', [mirror])).rows[0],
+        (row) => row?.state === 'STATUS_PAUSING',
+        30_000,
+      );
+      expect(waiting?.operation).toBe('add_tables');
+      const failed = await until(
+        async () => (await sql.query<{ error: string }>("SELECT error FROM echodb.mirror_operations WHERE mirror = $1 AND result = 'failed'", [mirror])).rows,
+        (rows) => rows.length > 0,
+        30_000,
+      );
+      // PeerDB answers, but the mirror does not move: past the deadline the edit fails with the diagnosis.
+      expect(failed[0]?.error).toMatch(new RegExp(`^MirrorStalled: mirror ${mirror} has been STATUS_PAUSING for \\d+ s without progress`));
+      const logged = stack.worker.logEntries().find((entry) => entry.msg === 'mirror wait stalled');
+      expect(logged).toMatchObject({ mirror, operation: 'add_tables', event_ids: [expect.any(String)] });
+      await until(
+        async () => (await sql.query('SELECT 1 FROM echodb.mirror_waits WHERE mirror = $1', [mirror])).rowCount,
+        (count) => count === 0,
+        10_000,
+      );
+    } finally {
+      peerdb.knobs.stuck = false;
+    }
+    // The failed add left `held` out; reconcile (it runs with verify-all and at each leader change) adds it.
+    const report = await (await startVerifyAll(stack)).result();
+    expect(report.reconcile?.added).toEqual([{ mirror, table: `${schema}.held` }]);
+    await expectConverged(stack, { requireRunning: true });
   }, 120_000);
 });
 
@@ -120,7 +176,7 @@ describe('PeerDB keeps a new mirror in SETUP', () => {
   let stack: EchoStack;
   ownStack((started) => (stack = started), FAST_WAITS);
 
-  it('2. drops a mirror whose create stays in SETUP (a table lost its key after EchoDB looked) and creates it again without that table', async () => {
+  itWithDouble('2. drops a mirror whose create stays in SETUP (a table lost its key after EchoDB looked) and creates it again without that table', async () => {
     const { sql, schema, peerdb } = stack;
     await sql.query(`CREATE TABLE ${schema}.wedge_ok (id int PRIMARY KEY)`);
     await sql.query(`CREATE TABLE ${schema}.wedge_nokey (id int CONSTRAINT wedge_nokey_pk PRIMARY KEY)`);
@@ -165,7 +221,30 @@ describe('MISSING_REPLICA_IDENTITY=set-full', () => {
     expect(rows[0]?.identity).toBe('f');
     await sql.query(`UPDATE ${schema}.full_identity SET what = 'changed'`);
     expect((await stack.waitForVerification('full_identity'))[0]).toMatchObject({ status: 'match', postgres_count: '4' });
-  }, 90_000);
+
+    // A long transaction reading the next one: the ALTER gives up its lock wait after 3 s and is tried again, so
+    // it never queues for long in front of the table's other readers; it lands once the transaction ends.
+    await sql.query(`CREATE TABLE ${schema}.busy (at timestamptz)`);
+    const reader = await stack.database.connect();
+    await reader.query(`BEGIN; SELECT count(*) FROM ${schema}.busy`);
+    let longestWaitMs = 0;
+    try {
+      await stack.dispatchPending();
+      for (const end = Date.now() + 10_000; Date.now() < end; await sleep(250)) {
+        const { rows } = await sql.query<{ ms: number }>(
+          `SELECT coalesce(max(extract(epoch FROM clock_timestamp() - query_start) * 1000), 0)::float8 AS ms
+             FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE '%REPLICA IDENTITY FULL%'`,
+        );
+        longestWaitMs = Math.max(longestWaitMs, rows[0]!.ms);
+      }
+      expect(longestWaitMs).toBeGreaterThan(0);
+      expect(longestWaitMs).toBeLessThan(4000);
+    } finally {
+      await reader.query('COMMIT');
+    }
+    await expectConverged(stack, { requireRunning: true });
+    expect(mirroredTables(stack)).toEqual([`${schema}.busy`, `${schema}.full_identity`]);
+  }, 120_000);
 });
 
 describe('PeerDB cannot reach PostgreSQL for a while', () => {
@@ -190,7 +269,7 @@ describe('PeerDB cannot reach PostgreSQL for a while', () => {
   );
   afterAll(() => proxy?.close());
 
-  it('3. and 4. waits out peers PeerDB cannot validate (400) and a create it cannot validate (500 invalid mirror), as outages', async () => {
+  itWithDouble('3. and 4. waits out peers PeerDB cannot validate (400) and a create it cannot validate (500 invalid mirror), as outages', async () => {
     const { sql, schema, peerdb } = stack;
     await proxy.refuse();
     try {
@@ -242,7 +321,7 @@ describe('one change per edit, read lightly', () => {
   let stack: EchoStack;
   ownStack((started) => (stack = started), FAST_WAITS);
 
-  it('5. and 8. sends a change to a paused mirror once, as one signal, even when PeerDB reads it late, and polls without flow info', async () => {
+  itWithDouble('5. and 8. sends a change to a paused mirror once, as one signal, even when PeerDB reads it late, and polls without flow info', async () => {
     const { sql, schema, peerdb } = stack;
     await createTables(sql, schema, ['first']);
     await stack.dispatchPending();
@@ -273,7 +352,7 @@ describe('drops and creates as PeerDB times them', () => {
   let stack: EchoStack;
   ownStack((started) => (stack = started), FAST_WAITS);
 
-  it('6. drops a failed mirror once, however long PeerDB takes within the request, without opening the breaker', async () => {
+  itWithDouble('6. drops a failed mirror once, however long PeerDB takes within the request, without opening the breaker', async () => {
     const { sql, schema, peerdb } = stack;
     peerdb.knobs.snapshotFails = [`${schema}.failing_load`];
     // Longer than PEERDB_REQUEST_TIMEOUT (2 s): PeerDB drops a failed mirror within the request.
@@ -306,7 +385,7 @@ describe('drops and creates as PeerDB times them', () => {
     ]);
   }, 120_000);
 
-  it('7. creates a mirror again right after dropping it, waiting while PeerDB answers 409 "workflow already exists for flow"', async () => {
+  itWithDouble('7. creates a mirror again right after dropping it, waiting while PeerDB answers 409 "workflow already exists for flow"', async () => {
     const { sql, schema, peerdb } = stack;
     await sql.query(`DROP TABLE ${schema}.failing_load`);
     await createTables(sql, schema, ['replacement']);

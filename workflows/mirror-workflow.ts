@@ -61,8 +61,9 @@ const {
   recordUnmirrored,
   giveReplicaIdentity,
 } = proxyActivities<Activities>({
-    startToCloseTimeout: '1 minute',
-    retry: { initialInterval: '1 second', maximumInterval: '1 minute', nonRetryableErrorTypes: NON_RETRYABLE },
+  // Short: these do not heartbeat, so one lost with its worker is retried only when this timeout passes.
+  startToCloseTimeout: '30 seconds',
+  retry: { initialInterval: '1 second', maximumInterval: '1 minute', nonRetryableErrorTypes: NON_RETRYABLE },
 });
 
 /** How many event ids the workflow remembers for deduplication. */
@@ -188,13 +189,13 @@ export async function mirrorWorkflow(input: MirrorWorkflowInput): Promise<void> 
   /** Takes tables out of the mirror (the whole mirror when none would be left) and retires their destinations. */
   const removeTables = async (removed: TrackedTable[], eventIds: string[], at: string): Promise<void> => {
     const wholeMirror = removed.length === tables.size;
-    let failed = false;
+    let failed: unknown;
     try {
       if (wholeMirror) await dropMirror(mirror, { eventIds });
       else await editMirror(mirror, [], removed, { eventIds });
     } catch (error) {
-      failed = !wholeMirror && lostInPeerDb(error) && patched(REBUILD_FAILED_MIRROR);
-      if (!failed) {
+      if (!wholeMirror && lostInPeerDb(error) && patched(REBUILD_FAILED_MIRROR)) failed = error;
+      else {
         await record(wholeMirror ? 'drop' : 'remove_tables', removed, eventIds, failureText(error));
         return;
       }
@@ -205,7 +206,7 @@ export async function mirrorWorkflow(input: MirrorWorkflowInput): Promise<void> 
     for (const table of removed) await retireDestinationTable(table.destination, settings.onDrop, at);
     await releaseDestinations(removed);
     // The rest leave with the failed (or vanished) mirror and come back in a new one.
-    if (failed) await rebuildMirror([...tables.values()], eventIds, new Map());
+    if (failed !== undefined) await rebuildMirror([...tables.values()], eventIds, new Map(), failed);
   };
 
   /**
@@ -271,9 +272,15 @@ export async function mirrorWorkflow(input: MirrorWorkflowInput): Promise<void> 
    * under DESTINATION_ON_DROP=drop). A new mirror that fails too, or is refused (another table dropped meanwhile),
    * is rebuilt again, up to REBUILD_ATTEMPTS times in all.
    */
-  const rebuildMirror = async (wanted: TrackedTable[], eventIds: string[], eventIdOf: Map<string, string>): Promise<void> => {
+  const rebuildMirror = async (wanted: TrackedTable[], eventIds: string[], eventIdOf: Map<string, string>, cause: unknown): Promise<void> => {
     for (let attempt = 1; ; attempt++) {
-      log.warn('mirror failed in PeerDB (or is gone): dropping it and creating it again', { mirror, attempt, tables: wanted.length });
+      log.warn('mirror failed in PeerDB, is stuck there, or is gone: dropping it and creating it again', {
+        mirror,
+        attempt,
+        tables: wanted.length,
+        cause: failureText(cause),
+        event_ids: eventIds,
+      });
       await dropMirror(mirror, { eventIds });
       mirrorExists = false;
       tables.clear();
@@ -295,6 +302,7 @@ export async function mirrorWorkflow(input: MirrorWorkflowInput): Promise<void> 
         const again = isFailureOfType(error, 'MirrorFailed') || isFailureOfType(error, 'PeerDbInvalidRequest') || isFailureOfType(error, 'MirrorWedged');
         if (again && attempt < REBUILD_ATTEMPTS) {
           wanted = alive;
+          cause = error;
           continue;
         }
         failure = error;
@@ -323,8 +331,11 @@ export async function mirrorWorkflow(input: MirrorWorkflowInput): Promise<void> 
     if (collisions.length === 0 || waitMs === 0 || !patched(WAIT_FOR_LEAVING_HOLDER)) return { claimed, collisions };
     const deadline = Date.now() + waitMs;
     for (let pause = 500; collisions.length > 0 && Date.now() < deadline; pause = Math.min(pause * 2, MAX_CLAIM_PAUSE_MS)) {
-      const holders = await inspectSourceTables(collisions.map(({ heldBy }) => parseSourceTableIdentifier(heldBy)));
-      const leaving = collisions.filter((_, i) => holders[i]!.relationOid === null);
+      // A holder the claim no longer names (released meanwhile: `unknown`) has left too.
+      const named = collisions.filter(({ heldBy }) => heldBy.includes('.'));
+      const holders = await inspectSourceTables(named.map(({ heldBy }) => parseSourceTableIdentifier(heldBy)));
+      const gone = new Set(named.filter((_, i) => holders[i]!.relationOid === null));
+      const leaving = collisions.filter((collision) => gone.has(collision) || !collision.heldBy.includes('.'));
       if (leaving.length === 0) break;
       log.info('waiting for ClickHouse destinations held by tables that left', {
         mirror,
@@ -393,7 +404,7 @@ export async function mirrorWorkflow(input: MirrorWorkflowInput): Promise<void> 
           return;
         }
         if (lostInPeerDb(error) && patched(REBUILD_FAILED_MIRROR)) {
-          await rebuildMirror([...tables.values(), ...added], eventIds, eventIdOf);
+          await rebuildMirror([...tables.values(), ...added], eventIds, eventIdOf, error);
           return;
         }
         // PeerDB refuses a create naming a table that is gone: one dropped since it was inspected. The others
