@@ -7,6 +7,7 @@ import { expectConverged } from './support/end-state.js';
 import { startEchoStack, type EchoStack } from './support/echo-stack.js';
 import { createTables, echoProcesses, handledBy, ownStack, reportOnFailure, sleep } from './support/fault-helpers.js';
 import { until } from './support/until.js';
+import { itWithDouble } from './support/peerdb-under-test.js';
 
 /** Fault-matrix cases that stop a server under EchoDB (PostgreSQL, Redis, Temporal) or kill its worker. */
 
@@ -34,7 +35,7 @@ describe('a PostgreSQL restart while DDL flows', () => {
   reportOnFailure(() => stack && { ...stack, sql });
 
   beforeAll(async () => {
-    postgres = await startLocalServers({ only: ['postgres'] });
+    postgres = await startLocalServers({ only: ['postgres'], env: {} });
     stack = await startEchoStack({ POSTGRES_TIMEOUT: '1' }, { ...inject('servers'), postgres: postgres.settings.postgres });
     sql = stack.sql;
   });
@@ -107,7 +108,7 @@ describe('a Redis outage under two listener replicas', () => {
   reportOnFailure(() => stack);
 
   beforeAll(async () => {
-    [stack, redis] = await Promise.all([startEchoStack(), startLocalServers({ only: ['redis'] })]);
+    [stack, redis] = await Promise.all([startEchoStack(), startLocalServers({ only: ['redis'], env: {} })]);
     const { host, port, password } = redis.settings.redis;
     redisEnv = { REDIS_HOST: host, REDIS_PORT: String(port), REDIS_PASSWORD: password };
   });
@@ -151,7 +152,7 @@ describe('a Temporal dev server restart (same database file)', () => {
   reportOnFailure(() => stack);
 
   beforeAll(async () => {
-    temporal = await startLocalServers({ only: ['temporal'] });
+    temporal = await startLocalServers({ only: ['temporal'], env: {} });
     stack = await startEchoStack({}, { ...inject('servers'), temporal: temporal.settings.temporal });
   });
   afterAll(async () => {
@@ -205,7 +206,7 @@ describe('a worker SIGKILLed in the middle of a PeerDB edit', () => {
     if (stack) stack.peerdb.knobs.stuck = false;
   });
 
-  it('converges once another worker takes the edit over (after the heartbeat timeout), the table added once', async () => {
+  itWithDouble('converges once another worker takes the edit over (after the heartbeat timeout), the table added once', async () => {
     const { sql, schema, peerdb } = stack;
     await createTables(sql, schema, ['first']);
     await stack.dispatchPending();

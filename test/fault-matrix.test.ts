@@ -9,6 +9,7 @@ import { recordingHistories, saveHistory } from './support/histories.js';
 import { startEchoStack, type EchoStack } from './support/echo-stack.js';
 import { createTables, echoProcesses, handledBy, ownStack, reportOnFailure, sleep } from './support/fault-helpers.js';
 import { until } from './support/until.js';
+import { itWithDouble } from './support/peerdb-under-test.js';
 
 const { startListener, startPair } = echoProcesses();
 
@@ -21,7 +22,7 @@ describe('DDL faults: listeners', () => {
   beforeAll(async () => {
     stack = await startEchoStack();
     // A Redis of this file's own: the leader key is the manual's fixed name.
-    redis = await startLocalServers({ only: ['redis'] });
+    redis = await startLocalServers({ only: ['redis'], env: {} });
     const { host, port, password } = redis.settings.redis;
     redisEnv = { REDIS_HOST: host, REDIS_PORT: String(port), REDIS_PASSWORD: password };
   });
@@ -81,7 +82,7 @@ describe('DDL faults: PeerDB', () => {
   let stack: EchoStack;
   ownStack((started) => (stack = started));
 
-  it('converges after PeerDB answers 503 for 60 s, then recovers', async () => {
+  itWithDouble('converges after PeerDB answers 503 for 60 s, then recovers', async () => {
     const { sql, schema } = stack;
     await startListener(stack, 'replica-a');
     await createTables(sql, schema, ['steady_0', 'steady_1']);
@@ -105,7 +106,7 @@ describe('DDL faults: PeerDB', () => {
     }
   }, 180_000);
 
-  it('converges while PeerDB fails 30 % of requests at random', async () => {
+  itWithDouble('converges while PeerDB fails 30 % of requests at random', async () => {
     const { sql, schema } = stack;
     await startListener(stack, 'replica-a');
     const from = stack.peerdb.requests.length;
@@ -123,7 +124,7 @@ describe('DDL faults: PeerDB', () => {
     expect(during.filter((r) => r.status === 503).length).toBeGreaterThan(0);
   }, 180_000);
 
-  it('converges after PeerDB requests hang (client timeouts) for a while', async () => {
+  itWithDouble('converges after PeerDB requests hang (client timeouts) for a while', async () => {
     const { sql, schema } = stack;
     await startListener(stack, 'replica-a');
     const from = stack.peerdb.requests.length;
@@ -140,7 +141,7 @@ describe('DDL faults: PeerDB', () => {
     await expectConverged(stack);
   }, 150_000);
 
-  it('shows in Temporal why a mirror edit waits while PeerDB requests hang (its last heartbeat)', async () => {
+  itWithDouble('shows in Temporal why a mirror edit waits while PeerDB requests hang (its last heartbeat)', async () => {
     const { sql, schema, peerdb } = stack;
     await startListener(stack, 'replica-a');
     await createTables(sql, schema, ['waiting_0']);
@@ -174,7 +175,7 @@ describe('a mirror PeerDB failed', () => {
   let stack: EchoStack;
   ownStack((started) => (stack = started));
 
-  it('is dropped and created again with every table it holds when PeerDB fails it (an added table\'s load failed 20 times)', async () => {
+  itWithDouble('is dropped and created again with every table it holds when PeerDB fails it (an added table\'s load failed 20 times)', async () => {
     const { sql, schema, peerdb } = stack;
     for (const table of ['kept_0', 'kept_1']) {
       await sql.query(`CREATE TABLE ${schema}.${table} (id int PRIMARY KEY)`);
@@ -217,7 +218,7 @@ describe('a mirror PeerDB failed', () => {
     ]);
   }, 180_000);
 
-  it('is created again with every table it held when it was dropped behind EchoDB\'s back', async () => {
+  itWithDouble('is created again with every table it held when it was dropped behind EchoDB\'s back', async () => {
     const { sql, schema, peerdb } = stack;
     const [mirror] = peerdb.mirrors().map((m) => m.name);
     const verified = (await stack.verifications('kept_0')).length;
@@ -246,7 +247,7 @@ describe('a table dropped while the create that names it is in flight', () => {
   let stack: EchoStack;
   ownStack((started) => (stack = started));
 
-  it('is left out when PeerDB refuses the create, and the other tables are mirrored', async () => {
+  itWithDouble('is left out when PeerDB refuses the create, and the other tables are mirrored', async () => {
     const { sql, schema, peerdb } = stack;
     // Each request takes 1.5 s (under the 2 s request timeout): time to drop a table once the create is sent.
     peerdb.knobs.latencyMs = 1500;
@@ -277,7 +278,7 @@ describe('verify-all while ClickHouse is down', () => {
   }
 
   beforeAll(async () => {
-    clickhouse = await startLocalServers({ only: ['clickhouse'] });
+    clickhouse = await startLocalServers({ only: ['clickhouse'], env: {} });
     stack = await startEchoStack({}, { ...inject('servers'), clickhouse: clickhouse.settings.clickhouse });
     const { sql, schema } = stack;
     for (const table of ['first', 'second']) {
@@ -292,7 +293,7 @@ describe('verify-all while ClickHouse is down', () => {
     await clickhouse?.stop();
   });
 
-  it('reports every table as an error with no counts while ClickHouse is down, and matches once it is back', async () => {
+  itWithDouble('reports every table as an error with no counts while ClickHouse is down, and matches once it is back', async () => {
     await clickhouse.stopServer('clickhouse');
     let down: VerifyAllReport;
     try {

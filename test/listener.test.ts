@@ -127,7 +127,7 @@ describe.each([
     stack = await startEchoStack();
     if (backend === 'redis') {
       // A Redis of this file's own: the tests stop it, and the leader key is the manual's fixed name.
-      redis = await startLocalServers({ only: ['redis'] });
+      redis = await startLocalServers({ only: ['redis'], env: {} });
       env = redisEnv(redis.settings.redis);
     }
   });
@@ -244,7 +244,7 @@ describe('a PostgreSQL restart under a running listener', () => {
   let stack: EchoStack;
 
   beforeAll(async () => {
-    postgres = await startLocalServers({ only: ['postgres'] });
+    postgres = await startLocalServers({ only: ['postgres'], env: {} });
     stack = await startEchoStack({ POSTGRES_TIMEOUT: '1' }, { ...inject('servers'), postgres: postgres.settings.postgres });
   });
   afterAll(async () => {

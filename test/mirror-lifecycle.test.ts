@@ -4,6 +4,7 @@ import { mirrorWorkflowId } from '../lib/naming.js';
 import { startEchoStack, type EchoStack } from './support/echo-stack.js';
 import { until } from './support/until.js';
 import { recordingHistories, saveHistory } from './support/histories.js';
+import { itWithDouble } from './support/peerdb-under-test.js';
 
 const quote = pg.escapeIdentifier;
 
@@ -261,7 +262,7 @@ describe('when PeerDB misbehaves', () => {
     mirror = `echodb_${started.schema}`;
   });
 
-  it('retries through 503s, opening and then closing the breaker, without duplicating the operation', async () => {
+  itWithDouble('retries through 503s, opening and then closing the breaker, without duplicating the operation', async () => {
     const { sql, schema, peerdb } = stack;
     peerdb.knobs.failUntil = Date.now() + 4000;
     await sql.query(`CREATE TABLE ${schema}.patient (id int PRIMARY KEY)`);
@@ -278,7 +279,7 @@ describe('when PeerDB misbehaves', () => {
     expect(failed).toBeGreaterThanOrEqual(3);
   });
 
-  it('records a 400 as a failed operation without a retry storm', async () => {
+  itWithDouble('records a 400 as a failed operation without a retry storm', async () => {
     const { sql, schema, peerdb } = stack;
     const before = peerdb.requests.length;
     peerdb.knobs.failNext = { count: 1, status: 400 };

@@ -35,6 +35,11 @@ export async function createTestDatabase(server: PostgresSettings = inject('serv
       const cleanup = new pg.Client(server);
       await cleanup.connect();
       try {
+        // A logical replication slot keeps its database from being dropped: one a PeerDB left behind goes first.
+        await cleanup.query(
+          'SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE database = $1 AND NOT active',
+          [name],
+        );
         await cleanup.query(`DROP DATABASE IF EXISTS ${pg.escapeIdentifier(name)} WITH (FORCE)`);
       } finally {
         await cleanup.end();

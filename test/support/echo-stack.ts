@@ -12,7 +12,8 @@ import { installCapture } from '../../sql/migrations.js';
 import { mirrorWorkflowId } from '../../lib/naming.js';
 import type { MirrorView } from '../../workflows/mirror-workflow.js';
 import { startEchoProcess, type EchoProcess } from './echo-process.js';
-import { startPeerDbDouble, type PeerDbDouble } from '../peerdb-double/index.js';
+import type { PeerDbDouble } from '../peerdb-double/index.js';
+import { peerDbForTests } from './peerdb-under-test.js';
 import { createTestClickHouse, type TestClickHouse } from './clickhouse.js';
 import { createTestDatabase, type TestDatabase } from './database.js';
 import type { VerificationRow } from '../../api/state.js';
@@ -61,8 +62,7 @@ export async function startEchoStack(
   await options.beforeSetup?.(sql, schema);
   await installCapture(sql);
   const clickhouse = await createTestClickHouse(servers.clickhouse);
-  // PeerDB's own durations (1-minute retries) at a hundredth.
-  const peerdb = await startPeerDbDouble({ clickhouse: servers.clickhouse, transitionMs: 30, timeScale: 0.01 });
+  const peerdb = await peerDbForTests(servers.clickhouse, `pg_${suffix}`);
 
   const env: Record<string, string> = {
       POSTGRES_HOST: database.settings.host,
