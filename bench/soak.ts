@@ -51,6 +51,7 @@ try {
     'tables created': { count: summary.tablesCreated },
     'tables dropped': { count: summary.tablesDropped },
     'tables at the end': { count: summary.finalTables },
+    'tables left out (no primary key)': { count: summary.unmirroredTables },
   });
   console.log('soak: faults');
   console.table(Object.fromEntries(FAULT_KINDS.map((kind) => [kind, { injected: summary!.faults[kind] }])));

@@ -1,6 +1,7 @@
 /**
- * The soak: a bounded run of random DDL (CREATE TABLE, CREATE TABLE AS SELECT, DROP TABLE, ALTER TABLE RENAME)
- * and INSERTs across several watched schemas, with faults injected at random (PeerDB 503s, random PeerDB errors,
+ * The soak: a bounded run of random DDL (CREATE TABLE, CREATE TABLE AS SELECT, whose tables have no primary key,
+ * DROP TABLE, ALTER TABLE RENAME, ALTER TABLE SET SCHEMA into another watched schema, ALTER TABLE ADD PRIMARY KEY on a
+ * table without one) and INSERTs across several watched schemas, with faults injected at random (PeerDB 503s, random PeerDB errors,
  * PeerDB latency, SIGKILL or SIGTERM of one replica followed by its restart), against two replicas that each run
  * `echodb run --roles worker,listener` and share a Redis lease. Then the end-state check of end-state.ts over all
  * the schemas. Used by test/soak.test.ts (one minute) and bench/soak.ts (`npm run soak`, ten minutes).
@@ -22,7 +23,7 @@ import { convergence, duplicatedRequests, type MirrorEditBody } from './end-stat
 import { FAST_ELECTION } from './fast-election.js';
 import { saveHistory } from './histories.js';
 
-export const STATEMENT_KINDS = ['create', 'ctas', 'drop', 'rename', 'insert'] as const;
+export const STATEMENT_KINDS = ['create', 'ctas', 'drop', 'rename', 'move', 'key', 'insert'] as const;
 export type StatementKind = (typeof STATEMENT_KINDS)[number];
 export const FAULT_KINDS = ['peerdb-503', 'peerdb-errors', 'peerdb-latency', 'sigkill', 'sigterm'] as const;
 export type FaultKind = (typeof FAULT_KINDS)[number];
@@ -86,8 +87,9 @@ export interface SoakSummary {
   /** What the end-state check found wrong (with problems of the run itself, e.g. a replica that did not restart). */
   problems: string[];
   peerdbRequests: { total: number; byPath: Record<string, number>; byStatus: Record<string, number> };
-  /** At the end: tables of the watched schemas, and the double's mirrors. */
+  /** At the end: tables of the watched schemas, those EchoDB left out with a reason, and the double's mirrors. */
   finalTables: number;
+  unmirroredTables: number;
   mirrors: { name: string; status: string; tables: number; error?: string }[];
   /** echodb.mirror_operations by `operation result`. */
   mirrorOperations: Record<string, number>;
@@ -164,7 +166,7 @@ export async function runSoak(options: SoakOptions): Promise<SoakSummary> {
   const startedAt = Date.now();
   const problems: string[] = [];
 
-  const ownRedis = options.redis ? undefined : await startLocalServers({ only: ['redis'] });
+  const ownRedis = options.redis ? undefined : await startLocalServers({ only: ['redis'], env: {} });
   const redis = options.redis ?? ownRedis!.settings.redis;
   const schemasOf = (schema: string) => Array.from({ length: schemaCount }, (_, i) => `${schema}${schemaSuffix(i)}`);
   let stack: EchoStack | undefined;
@@ -229,6 +231,8 @@ export async function runSoak(options: SoakOptions): Promise<SoakSummary> {
     let tablesCreated = 0;
     let tablesDropped = 0;
     const live = new Map<string, string[]>(schemas.map((schema) => [schema, []]));
+    /** `schema.table` of the tables without a primary key (CREATE TABLE AS copies no constraint). */
+    const keyless = new Set<string>();
     /** Names that were dropped or renamed away in a schema, for a CREATE of the same name (create, drop, create). */
     const freed = new Map<string, string[]>(schemas.map((schema) => [schema, []]));
     let lastName = 0;
@@ -245,9 +249,15 @@ export async function runSoak(options: SoakOptions): Promise<SoakSummary> {
     const pause = (ms: number) => Promise.race([sleep(ms), loadOverSignal]);
     const at = () => seconds(Date.now() - loadStartedAt);
 
+    /** A name free in every schema: two source tables of one name would want one ClickHouse table ({table}). */
     const takeFresh = (schema: string, dice: Dice): string => {
-      const reusable = freed.get(schema)!;
-      if (reusable.length > 0 && dice.chance(0.25)) return reusable.splice(dice.int(0, reusable.length - 1), 1)[0]!;
+      const inUse = new Set([...live.values()].flat());
+      const reusable = freed.get(schema)!.filter((name) => !inUse.has(name));
+      if (reusable.length > 0 && dice.chance(0.25)) {
+        const name = dice.pick(reusable);
+        freed.get(schema)!.splice(freed.get(schema)!.indexOf(name), 1);
+        return name;
+      }
       return `t${++lastName}`;
     };
     const rows = (count: number) => {
@@ -261,13 +271,17 @@ export async function runSoak(options: SoakOptions): Promise<SoakSummary> {
       const schema = dice.pick(schemas);
       const names = live.get(schema)!;
       let kind = dice.weighted<StatementKind>([
-        ['create', 22],
+        ['create', 20],
         ['ctas', 10],
         ['drop', 14],
-        ['rename', 14],
-        ['insert', 40],
+        ['rename', 12],
+        ['move', 6],
+        ['key', 4],
+        ['insert', 34],
       ]);
+      const keyable = names.filter((name) => keyless.has(`${schema}.${name}`));
       if ((kind === 'create' || kind === 'ctas') && liveCount() >= maxLive) kind = 'drop';
+      if (kind === 'key' && keyable.length === 0) kind = 'insert';
       if (kind !== 'create' && kind !== 'ctas' && names.length === 0) kind = 'create';
       let text: string;
       let values: unknown[] = [];
@@ -293,6 +307,7 @@ export async function runSoak(options: SoakOptions): Promise<SoakSummary> {
           }
           apply = () => {
             names.push(name);
+            keyless.add(`${schema}.${name}`);
             tablesCreated++;
           };
           break;
@@ -302,6 +317,7 @@ export async function runSoak(options: SoakOptions): Promise<SoakSummary> {
           text = `DROP TABLE ${victims.map((name) => `${schema}.${name}`).join(', ')}`;
           apply = () => {
             for (const victim of victims) names.splice(names.indexOf(victim), 1);
+            for (const victim of victims) keyless.delete(`${schema}.${victim}`);
             freed.get(schema)!.push(...victims);
             tablesDropped += victims.length;
           };
@@ -313,8 +329,29 @@ export async function runSoak(options: SoakOptions): Promise<SoakSummary> {
           text = `ALTER TABLE ${schema}.${from} RENAME TO ${to}`;
           apply = () => {
             names[names.indexOf(from)] = to;
+            if (keyless.delete(`${schema}.${from}`)) keyless.add(`${schema}.${to}`);
             freed.get(schema)!.push(from);
           };
+          break;
+        }
+        case 'move': {
+          // Into another watched schema: one mirror takes it out, another puts it in, both wanting its
+          // ClickHouse table under the default DESTINATION_TABLE_TEMPLATE.
+          const table = dice.pick(names);
+          const target = dice.pick(schemas.filter((other) => other !== schema));
+          text = `ALTER TABLE ${schema}.${table} SET SCHEMA ${target}`;
+          apply = () => {
+            names.splice(names.indexOf(table), 1);
+            live.get(target)!.push(table);
+            if (keyless.delete(`${schema}.${table}`)) keyless.add(`${target}.${table}`);
+            freed.get(schema)!.push(table);
+          };
+          break;
+        }
+        case 'key': {
+          const table = dice.pick(keyable);
+          text = `ALTER TABLE ${schema}.${table} ADD PRIMARY KEY (id)`;
+          apply = () => keyless.delete(`${schema}.${table}`);
           break;
         }
         case 'insert': {
@@ -516,6 +553,10 @@ export async function runSoak(options: SoakOptions): Promise<SoakSummary> {
       'SELECT count(*) FROM pg_tables WHERE schemaname = ANY($1::text[])',
       [schemas],
     );
+    const { rows: unmirrored } = await stack.sql.query<{ count: string }>(
+      'SELECT count(*) FROM echodb.unmirrored_tables WHERE schema_name = ANY($1::text[])',
+      [schemas],
+    );
     const { rows: failed } = await stack.sql.query<{ id: string; mirror: string; operation: string; tables: string[]; error: string }>(
       "SELECT id, mirror, operation, tables, error FROM echodb.mirror_operations WHERE result = 'failed' ORDER BY id DESC LIMIT 20",
     );
@@ -539,6 +580,7 @@ export async function runSoak(options: SoakOptions): Promise<SoakSummary> {
         byStatus: count(requests.map((r) => String(r.status ?? 'unanswered'))),
       },
       finalTables: Number(finalTables[0]!.count),
+      unmirroredTables: Number(unmirrored[0]!.count),
       mirrors: stack.peerdb.mirrors().map(({ name, status, tables, error }) => ({
         name,
         status,
