@@ -20,11 +20,11 @@ describe('echodb CLI', () => {
     // (verify-all-schedule.test.ts, setup.test.ts).
     const first = await runCli(['setup', '--no-schedule', '--no-peers'], env);
     expect(first).toMatchObject({ code: 0, stderr: '' });
-    expect(first.stdout).toMatch(/setup: applied 001_outbox, 002_capture_triggers, 003_mirror_history, 004_listener to database "echodb_test_\w+"/);
+    expect(first.stdout).toMatch(/setup: applied 001_outbox, 002_capture_triggers, 003_mirror_history, 004_listener, 005_mirror_health to database "echodb_test_\w+"/);
 
     const second = await runCli(['setup', '--no-schedule', '--no-peers'], env);
     expect(second.code).toBe(0);
-    expect(second.stdout).toMatch(/is up to date \(4 migrations applied earlier\)/);
+    expect(second.stdout).toMatch(/is up to date \(5 migrations applied earlier\)/);
 
     const db = await database.connect();
     await db.query('CREATE TABLE from_cli_test (id int)');

@@ -282,11 +282,36 @@ describe('which tables are recorded', () => {
   });
 
   it('ignores ALTER TABLE that changes no name', async () => {
-    await db.query('CREATE TABLE stable (id int)');
+    await db.query('CREATE TABLE stable (id int PRIMARY KEY)');
     await db.query('ALTER TABLE stable ADD COLUMN name text');
     await db.query('ALTER TABLE stable RENAME COLUMN name TO title');
 
     expect((await outbox()).map((row) => row.operation)).toEqual(['create']);
+  });
+
+  it('records a create again for each ALTER TABLE of a table without a replica identity, or one left out', async () => {
+    const leftOut = (yes: boolean) =>
+      db.query(
+        yes
+          ? "INSERT INTO echodb.unmirrored_tables (schema_name, table_name, mirror, reason) VALUES ('public', 'keyless', 'm', 'no key')"
+          : "DELETE FROM echodb.unmirrored_tables WHERE table_name = 'keyless'",
+      );
+    await db.query('CREATE TABLE keyless (id int)'); // create
+    await db.query('ALTER TABLE keyless ADD COLUMN note text'); // still no key: create again
+    await leftOut(true); // as the worker records it
+    await db.query('ALTER TABLE keyless ADD PRIMARY KEY (id)'); // left out: create again, to be mirrored now
+    await leftOut(false); // as the worker clears it once mirrored
+    await db.query('ALTER TABLE keyless ADD COLUMN more text'); // keyed and mirrored: nothing
+    await db.query('ALTER TABLE keyless DROP CONSTRAINT keyless_pkey'); // lost its key: create again
+    await db.query('ALTER TABLE keyless REPLICA IDENTITY FULL'); // usable identity again: nothing
+    await db.query('ALTER TABLE keyless ADD COLUMN last text'); // nothing
+
+    expect((await outbox()).map((row) => [row.operation, row.table_name, row.command_tag])).toEqual([
+      ['create', 'keyless', 'CREATE TABLE'],
+      ['create', 'keyless', 'ALTER TABLE'],
+      ['create', 'keyless', 'ALTER TABLE'],
+      ['create', 'keyless', 'ALTER TABLE'],
+    ]);
   });
 
   it('records a table that existed before setup only when it changes', async () => {

@@ -225,7 +225,8 @@ describe('a worker SIGKILLed in the middle of a PeerDB edit', () => {
         (r.body as { requestedFlowState?: string }).requestedFlowState === 'STATUS_PAUSED'),
       30_000,
     );
-    expect(peerdb.mirrors()[0]?.status).toBe('STATUS_PAUSING');
+    // PeerDB reads the pause a moment after it answered.
+    await until(() => Promise.resolve(peerdb.mirrors()[0]?.status), (status) => status === 'STATUS_PAUSING', 10_000);
     stack.worker.kill('SIGKILL');
     await stack.worker.exited;
 

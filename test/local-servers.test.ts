@@ -80,6 +80,7 @@ describe('servers given in ECHODB_TEST_* variables', () => {
       ECHODB_TEST_POSTGRES_URL: `postgres://${secret(postgres.user)}:${secret(postgres.password)}@${postgres.host}:${postgres.port}/${postgres.database}`,
       ECHODB_TEST_REDIS_URL: `redis://:${secret(redis.password)}@${redis.host}:${redis.port}`,
       ECHODB_TEST_CLICKHOUSE_URL: clickhouse.url.replace('//', `//${clickhouse.user}:${secret(clickhouse.password)}@`),
+      ECHODB_TEST_CLICKHOUSE_NATIVE_PORT: String(clickhouse.nativePort),
       ECHODB_TEST_TEMPORAL_ADDRESS: temporal.address,
     };
 
