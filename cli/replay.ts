@@ -56,7 +56,7 @@ export function fetchWorkflowHistory(client: Client, workflowId: string, runId?:
  * nondeterminism is a finding, returned; any other failure to replay is thrown.
  */
 export async function replayHistory(history: History, workflowId: string, workflowsPath?: string): Promise<ReplayedHistory> {
-  const code = workflowsPath === undefined ? workflowCode() : { workflowsPath: path.resolve(workflowsPath) };
+  const code = workflowsPath === undefined ? await workflowCode() : { workflowsPath: path.resolve(workflowsPath) };
   const started = history.events?.[0]?.workflowExecutionStartedEventAttributes;
   const replayed = { workflowId, runId: started?.originalExecutionRunId || null, events: history.events?.length ?? 0 };
   try {

@@ -35,7 +35,7 @@ export async function createEchoWorker(config: Config, { breakers, temporal }: E
     connection,
     namespace: config.temporal.namespace,
     taskQueue: config.temporal.taskQueue,
-    ...workflowCode(),
+    ...(await workflowCode()),
     activities: createActivities({ config, postgres, postgresBreaker: breakers.postgres, clickhouse, peerdb, temporal }),
     shutdownGraceTime: '30 seconds',
   });
