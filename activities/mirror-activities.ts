@@ -267,13 +267,15 @@ export function createMirrorActivities(deps: ActivityDependencies) {
      */
     async editMirror(mirror: string, add: MirrorTable[], remove: MirrorTable[], context: OperationContext = {}): Promise<EditOutcome> {
       return heartbeating(async () => {
-        const added = new Set<string>();
-        const removed = new Set<string>();
         const leftOut = new Map<string, string>();
-        const outcome = (): EditOutcome => ({
-          added: [...added],
-          removed: [...removed],
-          leftOut: [...leftOut].map(([source, reason]) => ({ source, reason })),
+        /**
+         * What the mirror holds at the end decides, not what this attempt sent: an earlier attempt (a worker lost
+         * mid-edit) may have added a table, and a cancelled addition keeps the tables whose load had completed.
+         */
+        const outcome = (current: Set<string>): EditOutcome => ({
+          added: add.filter((t) => current.has(t.source)).map((t) => t.source),
+          removed: remove.filter((t) => !current.has(t.source)).map((t) => t.source),
+          leftOut: [...leftOut].filter(([source]) => !current.has(source)).map(([source, reason]) => ({ source, reason })),
         });
         const subject: WaitSubject = {
           mirror,
@@ -294,7 +296,7 @@ export function createMirrorActivities(deps: ActivityDependencies) {
             const current = new Set(sourcesOf(status));
             const toAdd = add.filter((t) => !current.has(t.source) && !leftOut.has(t.source));
             const toRemove = remove.filter((t) => current.has(t.source));
-            if (toAdd.length === 0 && toRemove.length === 0 && state === 'STATUS_RUNNING') return outcome();
+            if (toAdd.length === 0 && toRemove.length === 0 && state === 'STATUS_RUNNING') return outcome(current);
             await wait.observe(state, state === 'STATUS_SNAPSHOT' ? snapshotRows(status) : undefined);
             switch (state) {
               case 'STATUS_RUNNING': {
@@ -316,11 +318,7 @@ export function createMirrorActivities(deps: ActivityDependencies) {
                   break;
                 }
                 const update = { additionalTables: prepared.ready.map(toMapping), removedTables: toRemove.map(toMapping) };
-                if (await sentOrTransient(() => peerdb.updatePausedMirror(mirror, update), wait)) {
-                  sent = { in: state, at: Date.now() };
-                  for (const table of prepared.ready) added.add(table.source);
-                  for (const table of toRemove) removed.add(table.source);
-                }
+                if (await sentOrTransient(() => peerdb.updatePausedMirror(mirror, update), wait)) sent = { in: state, at: Date.now() };
                 break;
               }
               case 'STATUS_SNAPSHOT': {
@@ -335,10 +333,7 @@ export function createMirrorActivities(deps: ActivityDependencies) {
                   .map((t) => ({ source: t.source, reason: 'was dropped while PeerDB was adding it' }));
                 if (gone.length === 0) break;
                 await cancelAddition(wait, status, gone, ++cancellations);
-                for (const table of gone) {
-                  leftOut.set(table.source, table.reason);
-                  added.delete(table.source);
-                }
+                for (const table of gone) leftOut.set(table.source, table.reason);
                 sent = undefined;
                 continue;
               }

@@ -41,6 +41,16 @@ async function operations(sql: pg.Client, mirror: string): Promise<string[]> {
 const mirrorOf = (stack: EchoStack, table: string, schema = stack.schema) =>
   mirrorNameFor({ schema, table }, namingRules(stack.config));
 
+/** A POST to the Flow API under test, as EchoDB's client would send it. */
+async function flowApi<T>(peerdb: EchoStack['peerdb'], path: string, body: unknown): Promise<T> {
+  const response = await fetch(`${peerdb.url}${path}`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify(body),
+  });
+  return (await response.json()) as T;
+}
+
 const mirroredTables = (stack: EchoStack) =>
   stack.peerdb.mirrors().flatMap((m) => m.tables.map((t) => t.sourceTableIdentifier)).sort();
 
@@ -56,8 +66,8 @@ describe('PeerDB keeps a mirror where it is', () => {
     const mirror = mirrorOf(stack, 'kept_0');
     await stack.waitForVerification('kept_1');
 
-    // PeerDB reads the change 2 s after it answered: time to drop a table it is about to add.
-    peerdb.knobs.signalDelayMs = 2000;
+    // PeerDB reads the change 5 s after it answered: time to drop a table it is about to add, even on a busy machine.
+    peerdb.knobs.signalDelayMs = 5000;
     try {
       await createTables(sql, schema, ['stays', 'lost']);
       await stack.dispatchPending();
@@ -67,14 +77,9 @@ describe('PeerDB keeps a mirror where it is', () => {
       peerdb.knobs.signalDelayMs = defaultKnobs().signalDelayMs;
     }
     // As PeerDB does, ALTER PUBLICATION ... ADD TABLE failed and was retried, in SNAPSHOT, until EchoDB cancelled.
-    const logs = async () => {
-      const response = await fetch(`${peerdb.url}/v1/mirrors/logs`, {
-        method: 'POST',
-        headers: { 'content-type': 'application/json' },
-        body: JSON.stringify({ flowJobName: mirror, level: 'error', numPerPage: 50 }),
-      });
-      return ((await response.json()) as { errors: { errorMessage: string }[] }).errors.map((e) => e.errorMessage);
-    };
+    const logs = async () =>
+      (await flowApi<{ errors: { errorMessage: string }[] }>(peerdb, '/v1/mirrors/logs', { flowJobName: mirror, level: 'error', numPerPage: 50 }))
+        .errors.map((e) => e.errorMessage);
     expect(await until(logs, (messages) => messages.some((m) => /failed to alter publication: .*lost.* does not exist/.test(m)), 30_000)).not.toEqual([]);
     await stack.dispatchPending();
     await expectConverged(stack, { requireRunning: true });
@@ -87,6 +92,37 @@ describe('PeerDB keeps a mirror where it is', () => {
       `cancel_addition succeeded ${schema}.lost`,
       `add_tables succeeded ${schema}.stays`,
     ]);
+  }, 120_000);
+
+  itWithDouble('1. keeps track of a table PeerDB kept when it cancelled an addition (its load had completed), and takes it out once gone', async () => {
+    const { sql, schema, peerdb } = stack;
+    const mirror = mirrorOf(stack, 'kept_0');
+    // One table loads, the other's load fails and is retried: the mirror stays in SNAPSHOT meanwhile.
+    peerdb.knobs.snapshotFails = [`${schema}.slow_load`];
+    try {
+      await createTables(sql, schema, ['loaded', 'slow_load']);
+      await stack.dispatchPending();
+      const loadedDone = async () => {
+        const status = await flowApi<{ cdcStatus?: { snapshotStatus?: { clones?: { sourceTable: string; fetchCompleted: boolean }[] } } }>(
+          peerdb,
+          '/v1/mirrors/status',
+          { flowJobName: mirror, includeFlowInfo: true },
+        );
+        return (status.cdcStatus?.snapshotStatus?.clones ?? []).some((c) => c.sourceTable === `${schema}.loaded` && c.fetchCompleted);
+      };
+      await until(loadedDone, Boolean, 30_000);
+      // Dropped once loaded: EchoDB cancels the addition, and PeerDB keeps the table whose load completed.
+      const cancels = () => peerdb.requests.filter((r) => r.path === '/v1/flows/cdc/cancel_table_addition' && r.status === 200).length;
+      const before = cancels();
+      await sql.query(`DROP TABLE ${schema}.loaded`);
+      await until(() => Promise.resolve(cancels()), (n) => n > before, 30_000);
+      expect(mirroredTables(stack)).toContain(`${schema}.loaded`);
+    } finally {
+      peerdb.knobs.snapshotFails = [];
+    }
+    await stack.dispatchPending();
+    await expectConverged(stack, { requireRunning: true });
+    expect(mirroredTables(stack)).toEqual([`${schema}.kept_0`, `${schema}.kept_1`, `${schema}.slow_load`, `${schema}.stays`]);
   }, 120_000);
 
   it('2. leaves a table without a primary key out, with the reason, never breaking its UPDATEs; mirrors it once it has a key, and takes it out when it loses it', async () => {

@@ -750,6 +750,22 @@ describe('state changes and status: POST /v1/mirrors/state_change, /v1/mirrors/s
     });
   });
 
+  it('loads tables one after the other in the mappings\' order: the first load that fails ends the snapshot, the tables before it loaded, none started after it', async () => {
+    const first = await sourceTable('loads_first', 2);
+    const failing = await sourceTable('fails_second', 1);
+    const never = await sourceTable('never_third', 1);
+    double.knobs.snapshotFails = [failing];
+    await expectOk(createMirror('in_order', [mapping(first, 'loads_first'), mapping(failing, 'fails_second'), mapping(never, 'never_third')]));
+    await double.waitForStatus('in_order', 'STATUS_FAILED').catch(() => undefined);
+    const clones = (await mirrorStatus('in_order')).body as unknown as {
+      cdcStatus: { snapshotStatus: { clones: { sourceTable: string; fetchCompleted: boolean; numRowsSynced: string }[] } };
+    };
+    expect(clones.cdcStatus.snapshotStatus.clones.map((c) => [c.sourceTable, c.fetchCompleted, c.numRowsSynced])).toEqual([
+      [first, true, '2'],
+      [failing, false, '0'],
+    ]);
+  });
+
   it('drops a mirror asynchronously: TERMINATING, then 404; the slot is released, the name free again and the ClickHouse table kept', async () => {
     const table = await sourceTable('dropped', 6);
     await expectOk(createMirror('dropped', [mapping(table, 'dropped')]));

@@ -431,8 +431,15 @@ export class Mirrors {
   /** Copies each table's rows, recording its clone. A table named in the snapshotFails knob fails the copy. */
   private async snapshot(mirror: Mirror, tables: DestinationTable[], isCurrent: () => boolean): Promise<void> {
     this.checkCloneNames(mirror, tables);
-    const clones = new Map(
-      tables.map((table) => {
+    /** Each table's clone, from when it starts (InitialLoadSummary has no row for a clone never started). */
+    const clones = new Map<DestinationTable, Clone>();
+    const { source } = this.endpoints(mirror);
+    // One table after the other, in the mappings' order (cloneTables: a BoundSelector of
+    // snapshotNumTablesInParallel, 1 by default); the first clone that fails ends the snapshot, the tables before it
+    // loaded.
+    await this.options.copier.copyRows(source, tables, {
+      isCurrent,
+      beforeTable: (table) => {
         const clone: Clone = {
           source: table.sourceIdentifier,
           destination: table.name,
@@ -442,14 +449,11 @@ export class Mirrors {
           done: false,
         };
         mirror.clones.push(clone);
-        return [table, clone] as const;
-      }),
-    );
-    const failing = tables.find((table) => this.options.knobs().snapshotFails.includes(table.sourceIdentifier));
-    if (failing) throw new Error(`failed to clone ${failing.sourceIdentifier}: snapshot failure injected by the PeerDB Flow API test double`);
-    const { source } = this.endpoints(mirror);
-    await this.options.copier.copyRows(source, tables, {
-      isCurrent,
+        clones.set(table, clone);
+        if (this.options.knobs().snapshotFails.includes(table.sourceIdentifier)) {
+          throw new Error(`failed to clone ${table.sourceIdentifier}: snapshot failure injected by the PeerDB Flow API test double`);
+        }
+      },
       onRows: (table, count) => {
         if (!isCurrent()) return;
         mirror.rowsSynced += count;

@@ -69,6 +69,8 @@ export interface DestinationTable {
 export interface CopyProgress {
   /** False once the mirror was dropped (or the double closed): the copy stops after its current batch. */
   isCurrent(): boolean;
+  /** Called before a table's copy starts; throwing ends the copy there (the tables before it are loaded). */
+  beforeTable?(table: DestinationTable): void;
   onRows(table: DestinationTable, count: number): void;
   /** Every row of the table is in ClickHouse. */
   onTableDone(table: DestinationTable): void;
@@ -139,6 +141,7 @@ export class SnapshotCopier {
     const client = await connectToSource(source);
     try {
       for (const table of tables) {
+        progress.beforeTable?.(table);
         const columnList = table.columns.map((column) => pg.escapeIdentifier(column.name)).join(', ');
         await client.query('BEGIN');
         await client.query(`DECLARE snapshot NO SCROLL CURSOR FOR SELECT ${columnList} FROM ${quoteTable(table.source)}`);
