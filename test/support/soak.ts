@@ -236,6 +236,8 @@ export async function runSoak(options: SoakOptions): Promise<SoakSummary> {
     /** Names that were dropped or renamed away in a schema, for a CREATE of the same name (create, drop, create). */
     const freed = new Map<string, string[]>(schemas.map((schema) => [schema, []]));
     let lastName = 0;
+    /** Primary key constraint (and index) names, unique for the run. */
+    let lastKey = 0;
     let lastRowId = 0;
     const liveCount = () => [...live.values()].reduce((sum, names) => sum + names.length, 0);
     const loadDice = new Dice(seededRandom(options.seed));
@@ -289,7 +291,9 @@ export async function runSoak(options: SoakOptions): Promise<SoakSummary> {
       switch (kind) {
         case 'create': {
           const name = takeFresh(schema, dice);
-          text = `CREATE TABLE ${schema}.${name} (id int PRIMARY KEY, v text)`;
+          // Key indexes named once per run: a renamed table keeps its index name, and a move would meet a table
+          // created under the old name in the target schema.
+          text = `CREATE TABLE ${schema}.${name} (id int, v text, CONSTRAINT k${++lastKey} PRIMARY KEY (id))`;
           apply = () => {
             names.push(name);
             tablesCreated++;
@@ -350,7 +354,7 @@ export async function runSoak(options: SoakOptions): Promise<SoakSummary> {
         }
         case 'key': {
           const table = dice.pick(keyable);
-          text = `ALTER TABLE ${schema}.${table} ADD PRIMARY KEY (id)`;
+          text = `ALTER TABLE ${schema}.${table} ADD CONSTRAINT k${++lastKey} PRIMARY KEY (id)`;
           apply = () => keyless.delete(`${schema}.${table}`);
           break;
         }
