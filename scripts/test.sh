@@ -8,4 +8,13 @@ step() { printf '\n== %s\n' "$*"; }
 step "type-check";  npm run --silent typecheck
 step "lint";        npm run --silent lint
 step "build";       npm run --silent build
-step "tests";       npx vitest run "$@"
+# Two lanes at once, each with servers of its own (vitest.config.ts): the fault files, and everything else.
+# Each lane's lines are prefixed with its name; the step fails if either lane does.
+step "tests (two lanes: faults and main)"
+lane() { npx vitest run --project "$1" --passWithNoTests "${@:2}" 2>&1 | sed -u "s/^/$1 | /"; }
+lane faults "$@" & faults=$!
+lane main "$@" & main=$!
+status=0
+wait "$faults" || status=$?
+wait "$main" || status=$?
+exit "$status"
