@@ -5,6 +5,7 @@ import { MirrorFailed, MirrorNotFound, MirrorStalled, MirrorWedged, PeerDbError 
 import * as peers from '../lib/peerdb/peers.js';
 import type { FlowStatus, MirrorStatus, TableMapping } from '../lib/peerdb/types.js';
 import type {
+  DestinationCollision,
   LeftOut,
   MirrorDescription,
   MirrorOperation,
@@ -419,7 +420,7 @@ export function createMirrorActivities(deps: ActivityDependencies) {
      * Claims each table's ClickHouse destination for it. A destination another source table already holds is a
      * collision: that table is returned apart and must not be added.
      */
-    async claimDestinations(mirror: string, tables: MirrorTable[]): Promise<{ claimed: MirrorTable[]; collisions: { table: MirrorTable; heldBy: string }[] }> {
+    async claimDestinations(mirror: string, tables: MirrorTable[]): Promise<{ claimed: MirrorTable[]; collisions: DestinationCollision[] }> {
       const { rows } = await querySource<{ destination: string; source: string }>(
         `WITH wanted AS (SELECT * FROM unnest($1::text[], $2::text[]) AS w(destination, source)),
               inserted AS (

@@ -490,5 +490,43 @@ describe('a table moved between two watched schemas', () => {
       )).rows;
     expect((await until(verified, (rows) => rows.length > 0, 30_000))[0]).toEqual({ status: 'match', postgres_count: '6' });
   }, 120_000);
+
+  it('10. records no failure for a table that moved to the other schema, whose mirror claimed the destination, between its inspection and its claim', async () => {
+    const { sql, schema } = stack;
+    const schemas = [schema, `${schema}_b`];
+    await createTables(sql, schema, ['anchor_a']);
+    await createTables(sql, `${schema}_b`, ['anchor_b']);
+    await stack.dispatchPending();
+    await expectConverged(stack, { schemas, requireRunning: true });
+
+    // The other schema's claim of `quick`, not yet committed: the first mirror's claim waits on it.
+    const otherMirror = mirrorOf(stack, 'quick', `${schema}_b`);
+    const claimer = await stack.database.connect();
+    try {
+      await claimer.query('BEGIN');
+      await claimer.query('INSERT INTO echodb.destination_claims (destination, source, mirror) VALUES ($1, $2, $3)', [
+        'quick',
+        `${schema}_b.quick`,
+        otherMirror,
+      ]);
+      await createTables(sql, schema, ['quick']);
+      await stack.dispatchPending();
+      const waitingClaims = async () =>
+        (await sql.query<{ pid: number }>(
+          "SELECT pid FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE '%destination_claims%'",
+        )).rows;
+      expect(await until(waitingClaims, (rows) => rows.length > 0, 30_000)).not.toEqual([]);
+      // Inspected, not yet claimed: it moves, and the other schema's claim lands first.
+      await sql.query(`ALTER TABLE ${schema}.quick SET SCHEMA ${schema}_b`);
+      await claimer.query('COMMIT');
+    } finally {
+      await claimer.end();
+    }
+    await stack.dispatchPending();
+    await expectConverged(stack, { schemas, requireRunning: true });
+    expect(mirroredTables(stack)).toContain(`${schema}_b.quick`);
+    const { rows } = await sql.query("SELECT operation, error FROM echodb.mirror_operations WHERE result = 'failed'");
+    expect(rows).toEqual([]);
+  }, 120_000);
 });
 

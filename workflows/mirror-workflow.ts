@@ -22,6 +22,7 @@ import type { CreateOutcome, EditOutcome } from '../activities/mirror-activities
 import { searchAttributes, tableSearchAttributes } from '../lib/search-attributes.js';
 import { parseSourceTableIdentifier, verifyWorkflowId } from '../lib/naming.js';
 import type {
+  DestinationCollision,
   LeftOut,
   MirrorCarriedState,
   MirrorSettings,
@@ -93,6 +94,8 @@ const RECORD_UNMIRRORED = 'record-unmirrored';
 const PEERS_REFUSED_IN_EDIT = 'peers-refused-in-edit';
 /** patched() marker: a collision with a table that has left (moved to another schema) waits for its release. */
 const WAIT_FOR_LEAVING_HOLDER = 'wait-for-leaving-holder';
+/** patched() marker: a table that left (moved, renamed, dropped) before its destination was claimed is no failure. */
+const SKIP_DEPARTED_CLAIMANTS = 'skip-departed-claimants';
 /** The longest pause between two looks at a destination held by a table that has left. */
 const MAX_CLAIM_PAUSE_MS = 10_000;
 
@@ -327,6 +330,7 @@ export async function mirrorWorkflow(input: MirrorWorkflowInput): Promise<void> 
    */
   const claim = async (wanted: TrackedTable[]) => {
     let { claimed, collisions } = await claimDestinations(mirror, wanted);
+    if (collisions.length > 0 && patched(SKIP_DEPARTED_CLAIMANTS)) collisions = await withoutDeparted(collisions);
     const waitMs = settings.claimWaitMs ?? 0;
     if (collisions.length === 0 || waitMs === 0 || !patched(WAIT_FOR_LEAVING_HOLDER)) return { claimed, collisions };
     const deadline = Date.now() + waitMs;
@@ -347,6 +351,22 @@ export async function mirrorWorkflow(input: MirrorWorkflowInput): Promise<void> 
       collisions = [...collisions.filter((collision) => !leaving.includes(collision)), ...retry.collisions];
     }
     return { claimed, collisions };
+  };
+
+  /**
+   * The collisions whose own table still exists under its name. One that left after it was inspected (moved to
+   * another watched schema, whose mirror then claimed the destination; renamed; dropped) has nothing to mirror
+   * here, and its next event says where it went: no failure to record.
+   */
+  const withoutDeparted = async (collisions: DestinationCollision[]): Promise<DestinationCollision[]> => {
+    const facts = await inspectSourceTables(collisions.map(({ table }) => ({ schema: table.schema, table: table.table })));
+    const departed = collisions.filter((_, i) => facts[i]!.relationOid === null);
+    if (departed.length === 0) return collisions;
+    log.info('tables left before their ClickHouse destinations were claimed; not adding them', {
+      mirror,
+      tables: departed.map(({ table, heldBy }) => `${table.source} (destination held by ${heldBy})`),
+    });
+    return collisions.filter((collision) => !departed.includes(collision));
   };
 
   /** Puts tables into the mirror (creating it when there is none) and starts a verify workflow for each. */

@@ -14,6 +14,12 @@ export interface MirrorTable extends TableRef {
   destination: string;
 }
 
+/** A table whose ClickHouse destination another source table already holds (`unknown`: released meanwhile). */
+export interface DestinationCollision {
+  table: MirrorTable;
+  heldBy: string;
+}
+
 /**
  * One DDL event's meaning for one mirror: "look at this table again". The mirror workflow converges the
  * mirror on what the catalog says then, so duplicates and reordering cannot do harm.
