@@ -528,5 +528,31 @@ describe('a table moved between two watched schemas', () => {
     const { rows } = await sql.query("SELECT operation, error FROM echodb.mirror_operations WHERE result = 'failed'");
     expect(rows).toEqual([]);
   }, 120_000);
+
+  itWithDouble('10. records no failure for a table that moved back while the other schema\'s mirror waited for its destination', async () => {
+    const { sql, schema, peerdb } = stack;
+    const schemas = [schema, `${schema}_b`];
+    await createTables(sql, schema, ['back']);
+    await stack.dispatchPending();
+    await expectConverged(stack, { schemas, requireRunning: true });
+
+    // PeerDB reads state changes late, so the first mirror takes seconds to let `back` go.
+    peerdb.knobs.signalDelayMs = 4000;
+    try {
+      const since = Date.now();
+      await sql.query(`ALTER TABLE ${schema}.back SET SCHEMA ${schema}_b`);
+      await stack.dispatchPending();
+      await stack.worker.waitForLine(/waiting for ClickHouse destinations held by tables that left/, 30_000, since);
+      // Back where it was: its holder exists again, and the waiting table is gone.
+      await sql.query(`ALTER TABLE ${schema}_b.back SET SCHEMA ${schema}`);
+      await stack.dispatchPending();
+      await expectConverged(stack, { schemas, requireRunning: true });
+    } finally {
+      peerdb.knobs.signalDelayMs = defaultKnobs().signalDelayMs;
+    }
+    expect(mirroredTables(stack)).toContain(`${schema}.back`);
+    const { rows } = await sql.query("SELECT operation, error FROM echodb.mirror_operations WHERE result = 'failed'");
+    expect(rows).toEqual([]);
+  }, 120_000);
 });
 

@@ -334,6 +334,7 @@ export async function mirrorWorkflow(input: MirrorWorkflowInput): Promise<void> 
     const waitMs = settings.claimWaitMs ?? 0;
     if (collisions.length === 0 || waitMs === 0 || !patched(WAIT_FOR_LEAVING_HOLDER)) return { claimed, collisions };
     const deadline = Date.now() + waitMs;
+    let waited = false;
     for (let pause = 500; collisions.length > 0 && Date.now() < deadline; pause = Math.min(pause * 2, MAX_CLAIM_PAUSE_MS)) {
       // A holder the claim no longer names (released meanwhile: `unknown`) has left too.
       const named = collisions.filter(({ heldBy }) => heldBy.includes('.'));
@@ -346,10 +347,13 @@ export async function mirrorWorkflow(input: MirrorWorkflowInput): Promise<void> 
         tables: leaving.map(({ table, heldBy }) => `${table.source} (held by ${heldBy})`),
       });
       await sleep(Math.min(pause, Math.max(deadline - Date.now(), 1)));
+      waited = true;
       const retry = await claimDestinations(mirror, leaving.map(({ table }) => table));
       claimed = [...claimed, ...retry.claimed];
       collisions = [...collisions.filter((collision) => !leaving.includes(collision)), ...retry.collisions];
     }
+    // The table itself may have left while it waited (moved on, or back to where its holder was).
+    if (waited && collisions.length > 0 && patched(SKIP_DEPARTED_CLAIMANTS)) collisions = await withoutDeparted(collisions);
     return { claimed, collisions };
   };
 
