@@ -3,6 +3,7 @@ import type { Client } from '@temporalio/client';
 import type { Redis } from 'ioredis';
 import type pg from 'pg';
 import type { PeerDbClient } from '../lib/peerdb/client.js';
+import { checkSearchAttributes, describeSearchAttributeProblems } from '../lib/search-attribute-registration.js';
 import { readMigrations } from '../sql/migrations.js';
 
 export interface ReadinessDependencies {
@@ -69,7 +70,13 @@ export async function checkReadiness(deps: ReadinessDependencies): Promise<Readi
     },
     temporal: async () => {
       const { connection } = deps.temporal;
-      await connection.withDeadline(Date.now() + CHECK_TIMEOUT_MS, () => connection.workflowService.getSystemInfo({}));
+      const { namespace } = deps.temporal.options;
+      // Reachable, and with EchoDB's search attributes: without them every workflow start fails.
+      const problem = await connection.withDeadline(Date.now() + CHECK_TIMEOUT_MS, async () => {
+        await connection.workflowService.getSystemInfo({});
+        return describeSearchAttributeProblems(namespace, await checkSearchAttributes(connection, namespace));
+      });
+      if (problem) throw new Error(problem);
     },
     ...(deps.redis && {
       redis: async () => {

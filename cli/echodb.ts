@@ -2,6 +2,7 @@
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { loadConfig, ConfigError, type Config } from '../lib/config.js';
 import { verifyAllScheduleId } from '../lib/naming.js';
+import { registerSearchAttributes } from '../lib/search-attribute-registration.js';
 import { withTemporalClient } from '../lib/temporal-client.js';
 import { deleteVerifyAllSchedule, ensureVerifyAllSchedule, verifyAllIntervalSeconds } from '../lib/verify-all-schedule.js';
 import { withPostgresClient } from '../lib/postgres.js';
@@ -66,11 +67,11 @@ program
   .description(
     "install EchoDB's DDL capture into the source database (schema echodb, the outbox, the event triggers), " +
       "create or update PeerDB's source and destination peers through the Flow API (PEERDB_API_URL), then " +
-      'create or update the Temporal schedule that runs verify-all every CONSISTENCY_CHECK_INTERVAL; ' +
+      "register EchoDB's search attributes in the Temporal namespace when missing, and create or update the Temporal schedule that runs verify-all every CONSISTENCY_CHECK_INTERVAL; " +
       're-runnable: applies only the migrations not yet applied',
   )
   .option('--no-peers', 'leave PeerDB alone: do not create or update the peers (the worker creates them before its first mirror anyway)')
-  .option('--no-schedule', 'leave Temporal alone: do not create the verify-all schedule (for a database set up before Temporal is reachable)')
+  .option('--no-schedule', 'leave Temporal alone: do not register the search attributes nor create the verify-all schedule (for a database set up before Temporal is reachable)')
   .action(async (options: { peers: boolean; schedule: boolean }) => {
     const config = loadConfig();
     const applied = await withPostgresClient(config.postgres, (client) => installCapture(client));
@@ -87,6 +88,18 @@ program
       console.log(`setup: PeerDB peers ${peers.map(describePeer).join(' and ')} created or updated`);
     }
     if (!options.schedule) return;
+    const { namespace } = config.temporal;
+    const registered = await onTemporal(
+      config,
+      "register EchoDB's search attributes",
+      (client) => registerSearchAttributes(client.connection, namespace),
+      skipHint('Temporal', '--no-schedule'),
+    );
+    console.log(
+      registered.length > 0
+        ? `setup: search attributes ${registered.join(', ')} registered in Temporal namespace ${namespace}`
+        : `setup: Temporal namespace ${namespace} has EchoDB's search attributes`,
+    );
     const outcome = await onTemporal(
       config,
       'create the verify-all schedule',

@@ -1,6 +1,11 @@
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import parsePrometheusTextFormat from 'parse-prometheus-text-format';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import type { ManagedProcess } from '../lib/local-servers/managed-process.js';
 import { freePorts } from '../lib/local-servers/ports.js';
+import { startTemporal } from '../lib/local-servers/temporal.js';
 import { runCli } from './support/cli.js';
 import { startEchoProcess, type EchoProcess } from './support/echo-process.js';
 import { startEchoStack, type EchoStack } from './support/echo-stack.js';
@@ -471,3 +476,51 @@ describe('what a mirror waits for in PeerDB, and the tables left out', () => {
   }, 90_000);
 });
 
+
+describe("a Temporal that has never seen EchoDB (no search attributes)", () => {
+  const servers: ManagedProcess[] = [];
+  const directories: string[] = [];
+  async function bareTemporal(searchAttributes: Record<string, string> = {}): Promise<Record<string, string>> {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'echodb-bare-temporal-'));
+    directories.push(dir);
+    const { settings, process } = await startTemporal(dir, { searchAttributes });
+    servers.push(process);
+    return { TEMPORAL_ADDRESS: settings.address, TEMPORAL_NAMESPACE: settings.namespace };
+  }
+  afterAll(async () => {
+    await Promise.all(servers.map((server) => server.stop()));
+    for (const dir of directories) fs.rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('is not ready and runs no worker until setup registers them; setup does it once', async () => {
+    const temporal = await bareTemporal();
+    const missing = 'EchoDbMirror, EchoDbSchema, EchoDbTables, EchoDbEventId';
+    const replica = await startApiReplica(temporal);
+    const ready = await get('/ready', {}, replica.url);
+    expect(ready.status).toBe(503);
+    expect(ready.json<Readiness>().failed).toEqual([
+      expect.stringMatching(new RegExp(`^temporal: Temporal namespace default lacks EchoDB's search attributes ${missing}: run echodb setup`)),
+    ]);
+    await expect(startEchoProcess({ ...stack.env, ...temporal }, ['worker'])).rejects.toThrow(
+      new RegExp(`the worker cannot start: Temporal namespace default lacks EchoDB's search attributes ${missing}`),
+    );
+
+    const first = await runCli(['setup', '--no-peers'], { ...stack.env, ...temporal });
+    expect(first).toMatchObject({ code: 0, stderr: '' });
+    expect(first.stdout).toContain(`setup: search attributes ${missing} registered in Temporal namespace default`);
+    const again = await runCli(['setup', '--no-peers'], { ...stack.env, ...temporal });
+    expect(again.stdout).toContain("setup: Temporal namespace default has EchoDB's search attributes");
+    expect((await get('/ready', {}, replica.url)).status).toBe(200);
+  }, 120_000);
+
+  it('stops setup with the commands to run when Temporal refuses to register them', async () => {
+    // SQL visibility holds 3 Int attributes: with 3 others there, Temporal refuses EchoDbEventId.
+    const temporal = await bareTemporal({ OtherInt1: 'Int', OtherInt2: 'Int', OtherInt3: 'Int' });
+    const refused = await runCli(['setup', '--no-peers'], { ...stack.env, ...temporal });
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toMatch(/Temporal refused to register EchoDB's search attributes in namespace default \(.*cannot have more than 3 search attribute of type Int.*\)/);
+    for (const [name, type] of [['EchoDbMirror', 'Keyword'], ['EchoDbSchema', 'Keyword'], ['EchoDbTables', 'KeywordList'], ['EchoDbEventId', 'Int']]) {
+      expect(refused.stderr).toContain(`temporal operator search-attribute create --namespace default --name ${name} --type ${type}`);
+    }
+  }, 120_000);
+});

@@ -94,7 +94,7 @@ describe('the verify-all schedule', () => {
     expect(failed.code).toBe(1);
     expect(failed.stdout).toMatch(/is up to date/);
     expect(failed.stderr).toMatch(
-      /^echodb: could not create the verify-all schedule on Temporal at 127\.0\.0\.1:1 \(namespace \w+\): .*; the SQL is installed: .*--no-schedule/,
+      /^echodb: could not register EchoDB's search attributes on Temporal at 127\.0\.0\.1:1 \(namespace \w+\): .*; the SQL is installed: .*--no-schedule/,
     );
 
     const removed = await runCli(['uninstall', '--no-schedule'], unreachable);

@@ -1,5 +1,6 @@
 import type { Client } from '@temporalio/client';
 import { NativeConnection, Worker } from '@temporalio/worker';
+import { checkSearchAttributes, describeSearchAttributeProblems } from '../lib/search-attribute-registration.js';
 import { createActivities } from '../activities/index.js';
 import type { Breakers } from '../lib/circuit-breaker.js';
 import { createClickHouseClient } from '../lib/clickhouse.js';
@@ -27,6 +28,10 @@ export interface EchoWorkerOptions {
  * (logger, metrics, signals) must be installed before: `echodb run` does it.
  */
 export async function createEchoWorker(config: Config, { breakers, temporal }: EchoWorkerOptions): Promise<EchoWorker> {
+  // Without its search attributes every workflow start and upsert fails: refuse to start, and say what to do.
+  const { namespace } = config.temporal;
+  const problem = describeSearchAttributeProblems(namespace, await checkSearchAttributes(temporal.connection, namespace));
+  if (problem) throw new Error(`the worker cannot start: ${problem}`);
   const postgres = createPostgresPool(config.postgres, 'echodb-worker');
   const clickhouse = createClickHouseClient(config.clickhouse);
   const peerdb = PeerDbClient.fromConfig(config.peerdb, breakers.peerdb);

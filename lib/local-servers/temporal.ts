@@ -14,17 +14,19 @@ export interface TemporalSettings {
 }
 
 /**
- * A Temporal dev server on a sqlite file, with EchoDB's search attributes registered. Headless unless `ui`:
- * then its Web UI listens on a free loopback port too.
+ * A Temporal dev server on a sqlite file, with EchoDB's search attributes registered (or, for the tests of their
+ * registration, the `searchAttributes` given: name -> type as the CLI spells it). Headless unless `ui`: then its
+ * Web UI listens on a free loopback port too.
  */
 export async function startTemporal(
   dir: string,
-  options: { ui?: boolean } = {},
+  options: { ui?: boolean; searchAttributes?: Record<string, string> } = {},
 ): Promise<{ settings: TemporalSettings; process: ManagedProcess }> {
   fs.mkdirSync(dir, { recursive: true });
   const [port, httpPort, metricsPort, uiPort] = await freePorts(4);
   const ui = options.ui ? ['--ui-ip', '127.0.0.1', '--ui-port', String(uiPort)] : ['--headless'];
-  const searchAttributes = Object.entries(searchAttributeTypes).flatMap(([name, type]) => [
+  const registered = options.searchAttributes ?? searchAttributeTypes;
+  const searchAttributes = Object.entries(registered).flatMap(([name, type]) => [
     '--search-attribute', `${name}=${type}`,
   ]);
   const process = new ManagedProcess({
@@ -44,19 +46,19 @@ export async function startTemporal(
     ...(options.ui && { uiUrl: `http://127.0.0.1:${uiPort}` }),
   };
   await process.waitUntilReady(
-    async () => (await hasSearchAttributes(settings)) && (settings.uiUrl === undefined || (await fetch(settings.uiUrl)).ok),
+    async () => (await hasSearchAttributes(settings, Object.keys(registered))) && (settings.uiUrl === undefined || (await fetch(settings.uiUrl)).ok),
     60_000,
   );
   return { settings, process };
 }
 
-async function hasSearchAttributes(settings: TemporalSettings): Promise<boolean> {
+async function hasSearchAttributes(settings: TemporalSettings, names: string[]): Promise<boolean> {
   const connection = await Connection.connect({ address: settings.address, connectTimeout: 1000 });
   try {
     const { customAttributes } = await connection.operatorService.listSearchAttributes({
       namespace: settings.namespace,
     });
-    return Object.keys(searchAttributeTypes).every((name) => name in (customAttributes ?? {}));
+    return names.every((name) => name in (customAttributes ?? {}));
   } finally {
     await connection.close();
   }
