@@ -209,8 +209,9 @@ export function createMirrorActivities(deps: ActivityDependencies) {
      * Creates the mirror with these tables (initial snapshot included) and waits until it runs. Tables gone or
      * without a usable replica identity by now are left out (under set-full, those without a key get REPLICA
      * IDENTITY FULL first). A previous mirror of the name that PeerDB is still dropping is waited for. A mirror
-     * that stays in SETUP because a table has since gone or lost its key is MirrorWedged (PeerDB retries that for
-     * ever); one that makes no progress for MIRROR_STALL_TIMEOUT is MirrorStalled.
+     * that stays in SETUP or SNAPSHOT while a table has since gone or lost its key is MirrorWedged (PeerDB retries
+     * its table check for ever, and creating the publication for hours; a snapshot that gets as far as a gone
+     * table fails anyway); one that makes no progress for MIRROR_STALL_TIMEOUT is MirrorStalled.
      */
     async createMirror(mirror: string, tables: MirrorTable[], context: OperationContext = {}): Promise<CreateOutcome> {
       return heartbeating(async () => {
@@ -241,13 +242,13 @@ export function createMirrorActivities(deps: ActivityDependencies) {
             if (state === null) throw new MirrorNotFound(`mirror ${mirror} was dropped while it was being created`);
             if (state === 'STATUS_FAILED') throw new MirrorFailed(`mirror ${mirror} failed while being created`);
             await wait.observe(state, await progress(state));
-            if (state === 'STATUS_SETUP' && wait.checkDue()) {
+            if ((state === 'STATUS_SETUP' || state === 'STATUS_SNAPSHOT') && wait.checkDue()) {
               wait.checked();
               const culprits = (await prepareTables(querySource, config, ready)).leftOut;
               if (culprits.length > 0) {
                 throw new MirrorWedged(
-                  `mirror ${mirror} stays STATUS_SETUP: ${culprits.map((t) => `${t.source} ${t.reason}`).join('; ')} ` +
-                    '(PeerDB retries its table check for ever)',
+                  `mirror ${mirror} stays ${state}: ${culprits.map((t) => `${t.source} ${t.reason}`).join('; ')} ` +
+                    `(PeerDB retries ${state === 'STATUS_SETUP' ? 'its table check for ever' : 'creating the publication 20 times, a minute apart and more'})`,
                 );
               }
             }

@@ -240,6 +240,44 @@ describe('PeerDB keeps a new mirror in SETUP', () => {
   }, 120_000);
 });
 
+describe('PeerDB keeps a new mirror in SNAPSHOT', () => {
+  let stack: EchoStack;
+  ownStack((started) => (stack = started), FAST_WAITS);
+
+  it('1. drops a mirror whose create stays in SNAPSHOT (a table dropped before PeerDB created the publication) and creates it again without that table', async () => {
+    const { sql, schema } = stack;
+    await sql.query(`CREATE TABLE ${schema}.snap_ok (id int PRIMARY KEY)`);
+    await sql.query(`CREATE TABLE ${schema}.snap_gone (id int PRIMARY KEY)`);
+    await sql.query(`INSERT INTO ${schema}.snap_ok SELECT generate_series(1, 3)`);
+    const mirror = mirrorOf(stack, 'snap_ok');
+    // Held by a transaction, `snap_gone` keeps PeerDB's CREATE PUBLICATION waiting; then it is dropped, and PeerDB
+    // retries the publication (SetupReplication) a minute apart while the mirror shows STATUS_SNAPSHOT.
+    const locker = await stack.database.connect();
+    try {
+      await locker.query(`BEGIN; LOCK TABLE ${schema}.snap_gone IN ACCESS EXCLUSIVE MODE`);
+      await stack.dispatchPending();
+      const publicationWaits = async () =>
+        (await sql.query<{ pid: number }>(
+          "SELECT pid FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE 'CREATE PUBLICATION%'",
+        )).rows;
+      expect(await until(publicationWaits, (rows) => rows.length > 0, 30_000)).not.toEqual([]);
+      await locker.query(`DROP TABLE ${schema}.snap_gone`);
+      await locker.query('COMMIT');
+    } finally {
+      await locker.end();
+    }
+    await stack.dispatchPending();
+    await expectConverged(stack, { requireRunning: true });
+
+    expect(mirroredTables(stack)).toEqual([`${schema}.snap_ok`]);
+    expect(await until(() => operations(sql, mirror), (ops) => ops.length >= 2, 30_000)).toEqual([
+      `drop succeeded ${schema}.snap_gone,${schema}.snap_ok`,
+      `create succeeded ${schema}.snap_ok`,
+    ]);
+    expect((await stack.waitForVerification('snap_ok'))[0]?.status).toBe('match');
+  }, 120_000);
+});
+
 describe('MISSING_REPLICA_IDENTITY=set-full', () => {
   let stack: EchoStack;
   ownStack((started) => (stack = started), { ...FAST_WAITS, MISSING_REPLICA_IDENTITY: 'set-full' });
