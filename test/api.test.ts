@@ -523,4 +523,17 @@ describe("a Temporal that has never seen EchoDB (no search attributes)", () => {
       expect(refused.stderr).toContain(`temporal operator search-attribute create --namespace default --name ${name} --type ${type}`);
     }
   }, 120_000);
+
+  it('stops setup, and is not ready, when an attribute of EchoDB\'s name has another type', async () => {
+    const temporal = await bareTemporal({ EchoDbMirror: 'Text' });
+    const refused = await runCli(['setup', '--no-peers'], { ...stack.env, ...temporal });
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toMatch(/Temporal namespace default has search attributes of another type: EchoDbMirror \(TEXT, needs KEYWORD\)/);
+    const replica = await startApiReplica(temporal);
+    const ready = await get('/ready', {}, replica.url);
+    expect(ready.status).toBe(503);
+    expect(ready.json<Readiness>().failed).toEqual([
+      expect.stringMatching(/^temporal: Temporal namespace default lacks EchoDB's search attributes EchoDbSchema, EchoDbTables, EchoDbEventId and has search attributes of another type: EchoDbMirror \(TEXT, needs KEYWORD\)/),
+    ]);
+  }, 120_000);
 });
