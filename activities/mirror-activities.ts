@@ -216,7 +216,17 @@ export function createMirrorActivities(deps: ActivityDependencies) {
     async createMirror(mirror: string, tables: MirrorTable[], context: OperationContext = {}): Promise<CreateOutcome> {
       return heartbeating(async () => {
         const { ready, leftOut } = await prepareTables(querySource, config, tables);
-        if (ready.length === 0) return { outcome: 'none', leftOut };
+        if (ready.length === 0) {
+          // An earlier attempt may have created the mirror before its tables went (its answer lost, or the worker
+          // lost): PeerDB would hold it, with nothing EchoDB tracks in it, for ever. Wedged: dropped by the caller.
+          if (Context.current().info.attempt > 1 && (await peerdb.mirrorState(mirror)) !== null) {
+            throw new MirrorWedged(
+              `mirror ${mirror} was created by an earlier attempt, and none of its tables can be mirrored now: ` +
+                leftOut.map((t) => `${t.source} ${t.reason}`).join('; '),
+            );
+          }
+          return { outcome: 'none', leftOut };
+        }
         const subject: WaitSubject = { mirror, operation: 'create', tables: ready.map((t) => t.source), eventIds: context.eventIds ?? [] };
         return waiting(subject, async (wait) => {
           const create = () =>
