@@ -41,6 +41,8 @@ const toMapping = (table: MirrorTable): TableMapping => ({
 const mappingsOf = (status: MirrorStatus): TableMapping[] => status.cdcStatus?.config?.tableMappings ?? [];
 const sourcesOf = (status: MirrorStatus): string[] => mappingsOf(status).map((m) => m.sourceTableIdentifier);
 /** Rows the mirror's initial loads copied so far. */
+/** `schema.table why; ...` for tables left out of a change. */
+const describeLeftOut = (tables: LeftOut[]): string => tables.map((t) => `${t.source} ${t.reason}`).join('; ');
 const snapshotRows = (status: MirrorStatus): number =>
   (status.cdcStatus?.snapshotStatus?.clones ?? []).reduce((sum, clone) => sum + Number(clone.numRowsSynced), 0);
 
@@ -131,7 +133,7 @@ export function createMirrorActivities(deps: ActivityDependencies) {
     const subject = wait.subject;
     const { info } = Context.current();
     const key = `echodb-${info.workflowExecution?.runId}-${info.activityId}-${info.attempt}-${attempt}`;
-    const why = gone.map((table) => `${table.source} ${table.reason}`).join('; ');
+    const why = describeLeftOut(gone);
     Context.current().log.warn('cancelling a table addition PeerDB cannot finish', {
       mirror,
       tables: gone.map((table) => table.source),
@@ -222,7 +224,7 @@ export function createMirrorActivities(deps: ActivityDependencies) {
           if (Context.current().info.attempt > 1 && (await peerdb.mirrorState(mirror)) !== null) {
             throw new MirrorWedged(
               `mirror ${mirror} was created by an earlier attempt, and none of its tables can be mirrored now: ` +
-                leftOut.map((t) => `${t.source} ${t.reason}`).join('; '),
+                describeLeftOut(leftOut),
             );
           }
           return { outcome: 'none', leftOut };
@@ -257,7 +259,7 @@ export function createMirrorActivities(deps: ActivityDependencies) {
               const culprits = (await prepareTables(querySource, config, ready)).leftOut;
               if (culprits.length > 0) {
                 throw new MirrorWedged(
-                  `mirror ${mirror} stays ${state}: ${culprits.map((t) => `${t.source} ${t.reason}`).join('; ')} ` +
+                  `mirror ${mirror} stays ${state}: ${describeLeftOut(culprits)} ` +
                     `(PeerDB retries ${state === 'STATUS_SETUP' ? 'its table check for ever' : 'creating the publication 20 times, a minute apart and more'})`,
                 );
               }

@@ -51,6 +51,13 @@ async function flowApi<T>(peerdb: EchoStack['peerdb'], path: string, body: unkno
   return (await response.json()) as T;
 }
 
+/** Waits until a session waits for a lock in a statement LIKE `statement`. */
+async function untilLockWait(sql: pg.Client, statement: string): Promise<void> {
+  const waiting = async () =>
+    (await sql.query<{ pid: number }>("SELECT pid FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE $1", [statement])).rows;
+  expect(await until(waiting, (rows) => rows.length > 0, 30_000)).not.toEqual([]);
+}
+
 const mirroredTables = (stack: EchoStack) =>
   stack.peerdb.mirrors().flatMap((m) => m.tables.map((t) => t.sourceTableIdentifier)).sort();
 
@@ -256,11 +263,7 @@ describe('PeerDB keeps a new mirror in SNAPSHOT', () => {
     try {
       await locker.query(`BEGIN; LOCK TABLE ${schema}.snap_gone IN ACCESS EXCLUSIVE MODE`);
       await stack.dispatchPending();
-      const publicationWaits = async () =>
-        (await sql.query<{ pid: number }>(
-          "SELECT pid FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE 'CREATE PUBLICATION%'",
-        )).rows;
-      expect(await until(publicationWaits, (rows) => rows.length > 0, 30_000)).not.toEqual([]);
+      await untilLockWait(sql, 'CREATE PUBLICATION%');
       await locker.query(`DROP TABLE ${schema}.snap_gone`);
       await locker.query('COMMIT');
     } finally {
@@ -549,11 +552,7 @@ describe('a table moved between two watched schemas', () => {
       ]);
       await createTables(sql, schema, ['quick']);
       await stack.dispatchPending();
-      const waitingClaims = async () =>
-        (await sql.query<{ pid: number }>(
-          "SELECT pid FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE '%destination_claims%'",
-        )).rows;
-      expect(await until(waitingClaims, (rows) => rows.length > 0, 30_000)).not.toEqual([]);
+      await untilLockWait(sql, '%destination_claims%');
       // Inspected, not yet claimed: it moves, and the other schema's claim lands first.
       await sql.query(`ALTER TABLE ${schema}.quick SET SCHEMA ${schema}_b`);
       await claimer.query('COMMIT');
