@@ -337,16 +337,23 @@ function pending(workflowId: string, runId: string | undefined, what: string) {
  */
 export async function startApi(deps: ApiDependencies): Promise<{ close(): Promise<void> }> {
   const app = createApiApp(deps);
-  const ports = [...new Set([deps.config.api.healthPort, deps.config.consistencyChecker.port])];
+  const { api, consistencyChecker } = deps.config;
+  const addresses = [
+    { host: api.healthHost, port: api.healthPort },
+    { host: consistencyChecker.host, port: consistencyChecker.port },
+  ].filter((address, index, all) => all.findIndex((other) => other.port === address.port) === index);
   const servers = await Promise.all(
-    ports.map(
-      (port) =>
+    addresses.map(
+      ({ host, port }) =>
         new Promise<Server>((resolve, reject) => {
-          const server = app.listen(port, (error?: Error) => (error ? reject(error) : resolve(server)));
+          const listening = (error?: Error) => (error ? reject(error) : resolve(server));
+          const server = host === undefined ? app.listen(port, listening) : app.listen(port, host, listening);
         }),
     ),
   );
-  deps.logger.info({ ports }, `api: listening on port ${ports.join(' and ')}`);
+  const ports = addresses.map(({ port }) => port);
+  const described = addresses.map(({ host, port }) => (host === undefined ? `port ${port}` : `${host}:${port}`));
+  deps.logger.info({ ports }, `api: listening on ${described.join(' and ')}`);
   return {
     async close() {
       await Promise.all(

@@ -6,6 +6,9 @@ import { registerSearchAttributes } from '../lib/search-attribute-registration.j
 import { withTemporalClient } from '../lib/temporal-client.js';
 import { deleteVerifyAllSchedule, ensureVerifyAllSchedule, verifyAllIntervalSeconds } from '../lib/verify-all-schedule.js';
 import { withPostgresClient } from '../lib/postgres.js';
+import { createClickHouseClient } from '../lib/clickhouse.js';
+import { ensureClickHouseDatabase } from '../lib/clickhouse-database.js';
+import { tlsHint } from '../lib/tls.js';
 import { CircuitBreaker } from '../lib/circuit-breaker.js';
 import { isPeerDbOutage, PeerDbClient } from '../lib/peerdb/client.js';
 import { PeerUnreachable } from '../lib/peerdb/errors.js';
@@ -18,6 +21,8 @@ import type { TableRef } from '../workflows/model.js';
 import { ROLES, runRoles, type Role } from './run.js';
 import { reconcile } from '../listener/reconcile.js';
 import type { Client } from '@temporalio/client';
+import type { ClickHouseClient } from '@clickhouse/client';
+import type pg from 'pg';
 
 /**
  * Exit codes scripts can rely on. `found`: the check ran and found a problem (a mismatch, a nondeterministic
@@ -40,6 +45,31 @@ async function onTemporal<T>(config: Config, doing: string, use: (client: Client
     throw new Error(`could not ${doing} on Temporal at ${address} (namespace ${namespace}): ${reason}${hint}`, { cause: error });
   }
 }
+
+/** Runs `use` on a connection to the source database; a failure says which one, and what to check for TLS. */
+async function onPostgres<T>(config: Config, doing: string, use: (client: pg.Client) => Promise<T>): Promise<T> {
+  try {
+    return await withPostgresClient(config.postgres, use);
+  } catch (error) {
+    const reason = error instanceof Error ? error.message : String(error);
+    throw new Error(`could not ${doing} in ${describeTarget(config)}: ${reason}${tlsHint(error, 'POSTGRES')}`, { cause: error });
+  }
+}
+
+/** Runs `use` on EchoDB's ClickHouse client; a failure says which server, and what to check for TLS. */
+async function onClickHouse<T>(config: Config, doing: string, use: (clickhouse: ClickHouseClient) => Promise<T>): Promise<T> {
+  const clickhouse = createClickHouseClient(config.clickhouse);
+  try {
+    return await use(clickhouse);
+  } catch (error) {
+    const reason = error instanceof Error ? error.message : String(error);
+    throw new Error(`could not ${doing} on ClickHouse at ${clickhouseUrl(config)}: ${reason}${tlsHint(error, 'CLICKHOUSE')}`, { cause: error });
+  } finally {
+    await clickhouse.close();
+  }
+}
+
+const clickhouseUrl = ({ clickhouse }: Config) => `${clickhouse.secure ? 'https' : 'http'}://${clickhouse.host}:${clickhouse.port}`;
 
 /** Runs `use` on PeerDB's Flow API; a failure says where it was, what was being done, and what to do. */
 async function onPeerDb<T>(config: Config, doing: string, use: (peerdb: PeerDbClient) => Promise<T>, hint = ''): Promise<T> {
@@ -74,7 +104,7 @@ program
   .option('--no-schedule', 'leave Temporal alone: do not register the search attributes nor create the verify-all schedule (for a database set up before Temporal is reachable)')
   .action(async (options: { peers: boolean; schedule: boolean }) => {
     const config = loadConfig();
-    const applied = await withPostgresClient(config.postgres, (client) => installCapture(client));
+    const applied = await onPostgres(config, 'install the SQL', (client) => installCapture(client));
     const target = describeTarget(config);
     if (applied.length === 0) {
       console.log(`setup: ${target} is up to date (${readMigrations().length} migrations applied earlier)`);
@@ -84,6 +114,10 @@ program
     const skipHint = (what: string, flag: string) =>
       `; the SQL is installed: run setup again once ${what} is reachable, or pass ${flag}`;
     if (options.peers) {
+      // PeerDB's ClickHouse peer logs in with this database, which must exist.
+      const { database } = config.clickhouse;
+      const created = await onClickHouse(config, `make sure database "${database}" exists`, (clickhouse) => ensureClickHouseDatabase(clickhouse, database));
+      if (created) console.log(`setup: created ClickHouse database "${database}" on ${clickhouseUrl(config)}`);
       const peers = await onPeerDb(config, 'create the peers', (peerdb) => ensurePeers(peerdb, config), skipHint('PeerDB', '--no-peers'));
       console.log(`setup: PeerDB peers ${peers.map(describePeer).join(' and ')} created or updated`);
     }

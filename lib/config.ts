@@ -3,7 +3,7 @@
  * then passed down as one typed, frozen object. Nothing else in EchoDB reads the environment.
  * `.env.example` documents every variable.
  */
-import { readFileSync } from 'node:fs';
+import { accessSync, constants as fsConstants, readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { parse as parseDotenv } from 'dotenv';
 import { z } from 'zod';
@@ -96,6 +96,39 @@ function list(fallback: string[], { atLeastOne = false } = {}) {
   return parsed(fallback, convert, 'a list of names', expected);
 }
 
+/** true/false (also 1/0, yes/no, on/off). */
+function flag(fallback: boolean) {
+  const convert = (raw: string) => {
+    const word = raw.trim().toLowerCase();
+    if (['true', '1', 'yes', 'on'].includes(word)) return true;
+    if (['false', '0', 'no', 'off'].includes(word)) return false;
+    return undefined;
+  };
+  return parsed(fallback, convert, 'a yes-or-no value', 'true or false');
+}
+
+/** A number of at least `min`, decimals allowed. */
+function decimal(fallback: number, min: number, notA: string) {
+  const convert = (raw: string) => {
+    const value = /^\s*(\d+(\.\d*)?|\.\d+)\s*$/.test(raw) ? Number(raw) : NaN;
+    return value >= min ? value : undefined;
+  };
+  return parsed(fallback, convert, notA, `a number of ${min} or more, such as 2 or 1.5`);
+}
+
+/** The path of a file EchoDB can read (a certificate or a key), checked at start-up; unset means none. */
+function readableFile() {
+  const convert = (raw: string) => {
+    try {
+      accessSync(raw, fsConstants.R_OK);
+      return raw;
+    } catch {
+      return undefined;
+    }
+  };
+  return parsed<string | undefined>(undefined, convert, 'a readable file', 'the path of a PEM file that this process can read');
+}
+
 /** PeerDB only accepts these names for peers and mirrors. */
 function peerName(fallback: string) {
   const convert = (raw: string) => (/^[a-z_][a-z0-9_]*$/.test(raw) ? raw : undefined);
@@ -141,16 +174,24 @@ const variables = z
     POSTGRES_USER: text('postgres'),
     POSTGRES_PASSWORD: text(''),
     POSTGRES_SSLMODE: oneOf(['disable', 'require', 'verify-full'], 'disable', 'an SSL mode'),
+    POSTGRES_CA_FILE: readableFile(),
+    POSTGRES_CERT_FILE: readableFile(),
+    POSTGRES_KEY_FILE: readableFile(),
     POSTGRES_PEER_HOST: optionalText(),
     POSTGRES_PEER_PORT: optionalPort(),
 
     CLICKHOUSE_HOST: text('localhost'),
-    CLICKHOUSE_PORT: port(8123),
+    CLICKHOUSE_PORT: optionalPort(),
     CLICKHOUSE_DB: text('default'),
     CLICKHOUSE_USER: text('default'),
     CLICKHOUSE_PASSWORD: text(''),
+    CLICKHOUSE_SECURE: flag(false),
+    CLICKHOUSE_CA_FILE: readableFile(),
+    CLICKHOUSE_CERT_FILE: readableFile(),
+    CLICKHOUSE_KEY_FILE: readableFile(),
+    CLICKHOUSE_TLS_SERVER_NAME: optionalText(),
     CLICKHOUSE_PEER_HOST: optionalText(),
-    CLICKHOUSE_PEER_PORT: port(9000),
+    CLICKHOUSE_PEER_PORT: optionalPort(),
 
     REDIS_HOST: optionalText(),
     REDIS_PORT: port(6379),
@@ -193,7 +234,8 @@ const variables = z
     POSTGRES_TIMEOUT: positiveSeconds(30),
 
     MAX_RETRIES: nonNegativeInt(3),
-    RETRY_BACKOFF: seconds(2),
+    RETRY_DELAY: seconds(2),
+    RETRY_BACKOFF: decimal(2, 1, 'a backoff multiplier'),
     RECONNECT_DELAY: positiveSeconds(5),
     MAX_RECONNECT_ATTEMPTS: nonNegativeInt(10),
 
@@ -205,6 +247,8 @@ const variables = z
     VERIFY_CONCURRENCY: integer(4, 'a concurrency', 1, 100),
 
     HEALTH_PORT: port(8080),
+    HEALTH_CHECK_HOST: optionalText(),
+    CONSISTENCY_CHECKER_HOST: optionalText(),
     API_TOKEN: optionalText(),
     API_VERIFY_WAIT: seconds(30),
 
@@ -213,6 +257,25 @@ const variables = z
     TEMPORAL_TASK_QUEUE: text('echodb'),
 
     LOG_LEVEL: oneOf(logLevels, 'info', 'a log level'),
+    LOG_FILE: optionalText(),
+  })
+  .superRefine((env, ctx) => {
+    const problem = (variable: string, message: string) => ctx.addIssue({ code: 'custom', path: [variable], message });
+    for (const side of ['POSTGRES', 'CLICKHOUSE'] as const) {
+      const [cert, key] = [`${side}_CERT_FILE`, `${side}_KEY_FILE`] as const;
+      if ((env[cert] === undefined) !== (env[key] === undefined)) {
+        const [set, unset] = env[cert] === undefined ? [key, cert] : [cert, key];
+        problem(unset, `is unset while ${set} is set; expected both (a client certificate and its private key) or neither`);
+      }
+    }
+    const tlsFiles = (side: 'POSTGRES' | 'CLICKHOUSE') =>
+      (['CA_FILE', 'CERT_FILE', 'KEY_FILE'] as const).map((name) => `${side}_${name}` as const).filter((name) => env[name] !== undefined);
+    for (const name of env.POSTGRES_SSLMODE === 'disable' ? tlsFiles('POSTGRES') : []) {
+      problem(name, 'is set but POSTGRES_SSLMODE is disable; expected POSTGRES_SSLMODE=require or verify-full, or no TLS files');
+    }
+    for (const name of env.CLICKHOUSE_SECURE ? [] : [...tlsFiles('CLICKHOUSE'), ...(env.CLICKHOUSE_TLS_SERVER_NAME ? ['CLICKHOUSE_TLS_SERVER_NAME'] : [])]) {
+      problem(name, 'is set but CLICKHOUSE_SECURE is not true; expected CLICKHOUSE_SECURE=true, or no TLS settings');
+    }
   })
   .superRefine(
     (env, ctx) => {
@@ -234,8 +297,25 @@ const variables = z
 
 type Variables = z.output<typeof variables>;
 
+/**
+ * The original manual's names for variables EchoDB names otherwise: either spelling works; both set to different
+ * values is an error.
+ */
+export const VARIABLE_ALIASES: Readonly<Record<string, keyof z.input<typeof variables>>> = Object.freeze({
+  CLICKHOUSE_DATABASE: 'CLICKHOUSE_DB',
+  CLICKHOUSE_NATIVE_PORT: 'CLICKHOUSE_PEER_PORT',
+  HEALTH_CHECK_PORT: 'HEALTH_PORT',
+});
+
+/** The original manual's TEMPORAL_HOST and TEMPORAL_PORT, which make TEMPORAL_ADDRESS when it is unset. */
+const TEMPORAL_PARTS = ['TEMPORAL_HOST', 'TEMPORAL_PORT'] as const;
+
 /** The names of every environment variable EchoDB reads (docker-compose.yml passes each one on). */
-export const CONFIG_VARIABLES: readonly string[] = Object.freeze(Object.keys(variables.shape));
+export const CONFIG_VARIABLES: readonly string[] = Object.freeze([
+  ...Object.keys(variables.shape),
+  ...Object.keys(VARIABLE_ALIASES),
+  ...TEMPORAL_PARTS,
+]);
 
 function toConfig(env: Variables) {
   return {
@@ -246,20 +326,31 @@ function toConfig(env: Variables) {
       user: env.POSTGRES_USER,
       password: env.POSTGRES_PASSWORD,
       sslMode: env.POSTGRES_SSLMODE,
+      /** PEM files: the CA that signed the server's certificate, and a client certificate with its key. */
+      caFile: env.POSTGRES_CA_FILE,
+      certFile: env.POSTGRES_CERT_FILE,
+      keyFile: env.POSTGRES_KEY_FILE,
       /** The source database as PeerDB's containers reach it, for the source peer. */
       peerHost: env.POSTGRES_PEER_HOST ?? env.POSTGRES_HOST,
       peerPort: env.POSTGRES_PEER_PORT ?? env.POSTGRES_PORT,
     },
     clickhouse: {
       host: env.CLICKHOUSE_HOST,
-      /** The HTTP interface's port. */
-      port: env.CLICKHOUSE_PORT,
+      /** The HTTP interface's port (HTTPS when secure). */
+      port: env.CLICKHOUSE_PORT ?? (env.CLICKHOUSE_SECURE ? 8443 : 8123),
       database: env.CLICKHOUSE_DB,
       user: env.CLICKHOUSE_USER,
       password: env.CLICKHOUSE_PASSWORD,
+      /** TLS on both interfaces: EchoDB's HTTPS and PeerDB's native protocol. */
+      secure: env.CLICKHOUSE_SECURE,
+      caFile: env.CLICKHOUSE_CA_FILE,
+      certFile: env.CLICKHOUSE_CERT_FILE,
+      keyFile: env.CLICKHOUSE_KEY_FILE,
+      /** The name the server's certificate is checked against, when it is not CLICKHOUSE_HOST. */
+      tlsServerName: env.CLICKHOUSE_TLS_SERVER_NAME,
       /** ClickHouse as PeerDB's containers reach it, for the destination peer; PeerDB speaks the native protocol. */
       peerHost: env.CLICKHOUSE_PEER_HOST ?? env.CLICKHOUSE_HOST,
-      peerPort: env.CLICKHOUSE_PEER_PORT,
+      peerPort: env.CLICKHOUSE_PEER_PORT ?? (env.CLICKHOUSE_SECURE ? 9440 : 9000),
     },
     /** null without REDIS_HOST: leader election then uses a PostgreSQL advisory lock. */
     redis: env.REDIS_HOST === undefined
@@ -315,19 +406,23 @@ function toConfig(env: Variables) {
         timeoutMs: env.POSTGRES_TIMEOUT,
       },
     },
-    /** `backoffMs` is the first retry's interval. */
-    retry: { maxRetries: env.MAX_RETRIES, backoffMs: env.RETRY_BACKOFF },
+    /** `backoffMs` is the first retry's interval; each next one is `backoffCoefficient` times longer. */
+    retry: { maxRetries: env.MAX_RETRIES, backoffMs: env.RETRY_DELAY, backoffCoefficient: env.RETRY_BACKOFF },
     /** `maxAttempts` 0 means forever. */
     reconnect: { delayMs: env.RECONNECT_DELAY, maxAttempts: env.MAX_RECONNECT_ATTEMPTS },
     verify: { delayMs: env.VERIFY_DELAY, attempts: env.VERIFY_ATTEMPTS, intervalMs: env.VERIFY_INTERVAL },
     consistencyChecker: {
       intervalMs: env.CONSISTENCY_CHECK_INTERVAL,
       port: env.CONSISTENCY_CHECKER_PORT,
+      /** The address it listens on; unset, every interface. */
+      host: env.CONSISTENCY_CHECKER_HOST,
       /** Tables verify-all counts at the same time. */
       concurrency: env.VERIFY_CONCURRENCY,
     },
     api: {
       healthPort: env.HEALTH_PORT,
+      /** The address HEALTH_PORT listens on; unset, every interface. */
+      healthHost: env.HEALTH_CHECK_HOST,
       token: env.API_TOKEN,
       /** How long /verify and /verify-all wait for the result before they answer 202 with a URL to poll. */
       verifyWaitMs: env.API_VERIFY_WAIT,
@@ -338,6 +433,8 @@ function toConfig(env: Variables) {
       taskQueue: env.TEMPORAL_TASK_QUEUE,
     },
     logLevel: env.LOG_LEVEL,
+    /** Log lines go to this file too (appended), as well as to stdout. */
+    logFile: env.LOG_FILE,
   };
 }
 
@@ -353,11 +450,46 @@ export function loadConfig(options: LoadConfigOptions = {}): Config {
   const env = options.env ?? process.env;
   const envFile = options.envFile ?? (env.ECHODB_ENV_FILE || '.env');
   const merged = { ...withoutEmpty(envFile === false ? {} : readEnvFile(envFile)), ...withoutEmpty(env) };
-  const result = variables.safeParse(merged);
-  if (!result.success) {
-    throw new ConfigError(result.error.issues.map((issue) => `${String(issue.path[0])}: ${issue.message}`));
-  }
+  const { values, givenAs, problems } = resolveAliases(merged);
+  const result = variables.safeParse(values);
+  problems.push(
+    ...(result.error?.issues ?? []).map((issue) => {
+      const name = String(issue.path[0]);
+      return `${givenAs[name] ?? name}: ${issue.message}`;
+    }),
+  );
+  if (problems.length > 0 || !result.success) throw new ConfigError(problems);
   return deepFreeze(toConfig(result.data));
+}
+
+/**
+ * Puts each alias's value under EchoDB's name, and builds TEMPORAL_ADDRESS from TEMPORAL_HOST and TEMPORAL_PORT.
+ * `givenAs` maps EchoDB's name to the name the value was given under, so that a problem names what the user wrote.
+ */
+function resolveAliases(merged: Record<string, string>) {
+  const values = { ...merged };
+  const givenAs: Record<string, string> = {};
+  const problems: string[] = [];
+  for (const [alias, name] of Object.entries(VARIABLE_ALIASES)) {
+    const aliased = values[alias];
+    if (aliased === undefined) continue;
+    delete values[alias];
+    if (values[name] !== undefined && values[name] !== aliased) {
+      problems.push(`${alias}: ${JSON.stringify(aliased)} differs from ${name} (${JSON.stringify(values[name])}); expected one of the two names, which mean the same`);
+    }
+    values[name] ??= aliased;
+    if (values[name] === aliased) givenAs[name] = alias;
+  }
+  const [host, port] = TEMPORAL_PARTS.map((part) => values[part]);
+  for (const part of TEMPORAL_PARTS) delete values[part];
+  if ((host !== undefined || port !== undefined) && values.TEMPORAL_ADDRESS === undefined) {
+    if (port !== undefined && !/^\s*\d{1,5}\s*$/.test(port)) {
+      problems.push(`TEMPORAL_PORT: ${JSON.stringify(port)} is not a port; expected an integer from 1 to 65535`);
+    }
+    values.TEMPORAL_ADDRESS = `${host?.trim() ?? 'temporal'}:${port?.trim() ?? '7233'}`;
+    givenAs.TEMPORAL_ADDRESS = 'TEMPORAL_HOST/TEMPORAL_PORT';
+  }
+  return { values, givenAs, problems };
 }
 
 const secretKey = /password|token|secret/i;

@@ -6,15 +6,19 @@ export type { Logger };
 
 /**
  * EchoDB's one logger: a JSON object per line on stdout, with this replica's worker id on every line and, where
- * there is one, the workflow id (`workflow_id`) and the outbox event id (`event_id`). LOG_LEVEL sets the level.
+ * there is one, the workflow id (`workflow_id`) and the outbox event id (`event_id`). LOG_LEVEL sets the level;
+ * with LOG_FILE, every line is appended to that file too (its directory created).
  */
-export function createLogger(config: Pick<Config, 'workerId' | 'logLevel'>): Logger {
-  return pino({
+export function createLogger(config: Pick<Config, 'workerId' | 'logLevel' | 'logFile'>): Logger {
+  const options = {
     level: config.logLevel,
     base: { worker_id: config.workerId },
     timestamp: pino.stdTimeFunctions.isoTime,
-    formatters: { level: (label) => ({ level: label }) },
-  });
+    formatters: { level: (label: string) => ({ level: label }) },
+  };
+  if (config.logFile === undefined) return pino(options);
+  const file = pino.destination({ dest: config.logFile, append: true, mkdir: true, sync: true });
+  return pino(options, pino.multistream([{ stream: process.stdout, level: 'trace' }, { stream: file, level: 'trace' }]));
 }
 
 /** The names Temporal's SDK gives the ids it puts on a line, as EchoDB's own lines spell them. */

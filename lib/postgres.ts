@@ -1,5 +1,6 @@
 import pg from 'pg';
 import type { Config } from './config.js';
+import { postgresSsl } from './tls.js';
 
 /** Connection settings for the source PostgreSQL, as the configuration describes it. */
 export function postgresClientConfig(postgres: Config['postgres'], applicationName = 'echodb'): pg.ClientConfig {
@@ -9,7 +10,7 @@ export function postgresClientConfig(postgres: Config['postgres'], applicationNa
     database: postgres.database,
     user: postgres.user,
     password: postgres.password,
-    ssl: postgres.sslMode === 'disable' ? false : { rejectUnauthorized: postgres.sslMode === 'verify-full' },
+    ssl: postgresSsl(postgres),
     application_name: applicationName,
     connectionTimeoutMillis: 10_000,
   };

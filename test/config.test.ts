@@ -1,7 +1,7 @@
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { ConfigError, loadConfig, redactedConfig, type Config } from '../lib/config.js';
 
 const defaults: Config = {
@@ -12,6 +12,9 @@ const defaults: Config = {
     user: 'postgres',
     password: '',
     sslMode: 'disable',
+    caFile: undefined,
+    certFile: undefined,
+    keyFile: undefined,
     peerHost: 'localhost',
     peerPort: 5432,
   },
@@ -21,6 +24,11 @@ const defaults: Config = {
     database: 'default',
     user: 'default',
     password: '',
+    secure: false,
+    caFile: undefined,
+    certFile: undefined,
+    keyFile: undefined,
+    tlsServerName: undefined,
     peerHost: 'localhost',
     peerPort: 9000,
   },
@@ -51,14 +59,32 @@ const defaults: Config = {
     peerdb: { failureThreshold: 5, successThreshold: 2, timeoutMs: 60_000 },
     postgres: { failureThreshold: 3, successThreshold: 1, timeoutMs: 30_000 },
   },
-  retry: { maxRetries: 3, backoffMs: 2_000 },
+  retry: { maxRetries: 3, backoffMs: 2_000, backoffCoefficient: 2 },
   reconnect: { delayMs: 5_000, maxAttempts: 10 },
   verify: { delayMs: 5_000, attempts: 3, intervalMs: 10_000 },
-  consistencyChecker: { intervalMs: 3_600_000, port: 8090, concurrency: 4 },
-  api: { healthPort: 8080, token: undefined, verifyWaitMs: 30_000 },
+  consistencyChecker: { intervalMs: 3_600_000, port: 8090, host: undefined, concurrency: 4 },
+  api: { healthPort: 8080, healthHost: undefined, token: undefined, verifyWaitMs: 30_000 },
   temporal: { address: 'temporal:7233', namespace: 'default', taskQueue: 'echodb' },
   logLevel: 'info',
+  logFile: undefined,
 };
+
+/** PEM-named files for the *_FILE variables, which must name files this process can read. */
+const pemDir = mkdtempSync(join(tmpdir(), 'echodb-config-pem-'));
+const pem = (name: string) => {
+  const file = join(pemDir, name);
+  writeFileSync(file, `-----BEGIN ${name}-----\n-----END ${name}-----\n`);
+  return file;
+};
+const pemFiles = {
+  pgCa: pem('pg-ca.pem'),
+  pgCert: pem('pg-client.pem'),
+  pgKey: pem('pg-client.key'),
+  chCa: pem('ch-ca.pem'),
+  chCert: pem('ch-client.pem'),
+  chKey: pem('ch-client.key'),
+};
+afterAll(() => rmSync(pemDir, { recursive: true, force: true }));
 
 /** Every variable, none at its default. */
 const fullEnv = {
@@ -68,6 +94,9 @@ const fullEnv = {
   POSTGRES_USER: 'echodb',
   POSTGRES_PASSWORD: 'pg-secret',
   POSTGRES_SSLMODE: 'verify-full',
+  POSTGRES_CA_FILE: pemFiles.pgCa,
+  POSTGRES_CERT_FILE: pemFiles.pgCert,
+  POSTGRES_KEY_FILE: pemFiles.pgKey,
   POSTGRES_PEER_HOST: 'pg.peer',
   POSTGRES_PEER_PORT: '7432',
   CLICKHOUSE_HOST: 'ch.internal',
@@ -75,6 +104,11 @@ const fullEnv = {
   CLICKHOUSE_DB: 'analytics',
   CLICKHOUSE_USER: 'loader',
   CLICKHOUSE_PASSWORD: 'ch-secret',
+  CLICKHOUSE_SECURE: 'true',
+  CLICKHOUSE_CA_FILE: pemFiles.chCa,
+  CLICKHOUSE_CERT_FILE: pemFiles.chCert,
+  CLICKHOUSE_KEY_FILE: pemFiles.chKey,
+  CLICKHOUSE_TLS_SERVER_NAME: 'ch.example.com',
   CLICKHOUSE_PEER_HOST: 'ch.peer',
   CLICKHOUSE_PEER_PORT: '19000',
   REDIS_HOST: 'redis.internal',
@@ -112,7 +146,8 @@ const fullEnv = {
   POSTGRES_TIMEOUT: '45',
   PEERDB_REQUEST_TIMEOUT: '12.5',
   MAX_RETRIES: '0',
-  RETRY_BACKOFF: '1.5',
+  RETRY_DELAY: '1.5',
+  RETRY_BACKOFF: '3',
   RECONNECT_DELAY: '2',
   MAX_RECONNECT_ATTEMPTS: '0',
   VERIFY_DELAY: '1',
@@ -121,6 +156,8 @@ const fullEnv = {
   CONSISTENCY_CHECK_INTERVAL: '600',
   CONSISTENCY_CHECKER_PORT: '9090',
   HEALTH_PORT: '9080',
+  HEALTH_CHECK_HOST: '127.0.0.1',
+  CONSISTENCY_CHECKER_HOST: '0.0.0.0',
   API_TOKEN: 'api-secret',
   API_VERIFY_WAIT: '5',
   VERIFY_CONCURRENCY: '8',
@@ -128,6 +165,7 @@ const fullEnv = {
   TEMPORAL_NAMESPACE: 'echodb',
   TEMPORAL_TASK_QUEUE: 'echodb-shop',
   LOG_LEVEL: 'debug',
+  LOG_FILE: '/var/log/echodb/echodb.log',
 };
 
 const secrets = ['pg-secret', 'ch-secret', 'redis-secret', 'peerdb-secret', 'api-secret'];
@@ -169,6 +207,9 @@ describe('loadConfig', () => {
         user: 'echodb',
         password: 'pg-secret',
         sslMode: 'verify-full',
+        caFile: pemFiles.pgCa,
+        certFile: pemFiles.pgCert,
+        keyFile: pemFiles.pgKey,
         peerHost: 'pg.peer',
         peerPort: 7432,
       },
@@ -178,6 +219,11 @@ describe('loadConfig', () => {
         database: 'analytics',
         user: 'loader',
         password: 'ch-secret',
+        secure: true,
+        caFile: pemFiles.chCa,
+        certFile: pemFiles.chCert,
+        keyFile: pemFiles.chKey,
+        tlsServerName: 'ch.example.com',
         peerHost: 'ch.peer',
         peerPort: 19000,
       },
@@ -208,13 +254,14 @@ describe('loadConfig', () => {
         peerdb: { failureThreshold: 7, successThreshold: 3, timeoutMs: 90_000 },
         postgres: { failureThreshold: 4, successThreshold: 2, timeoutMs: 45_000 },
       },
-      retry: { maxRetries: 0, backoffMs: 1_500 },
+      retry: { maxRetries: 0, backoffMs: 1_500, backoffCoefficient: 3 },
       reconnect: { delayMs: 2_000, maxAttempts: 0 },
       verify: { delayMs: 1_000, attempts: 6, intervalMs: 20_000 },
-      consistencyChecker: { intervalMs: 600_000, port: 9090, concurrency: 8 },
-      api: { healthPort: 9080, token: 'api-secret', verifyWaitMs: 5_000 },
+      consistencyChecker: { intervalMs: 600_000, port: 9090, host: '0.0.0.0', concurrency: 8 },
+      api: { healthPort: 9080, healthHost: '127.0.0.1', token: 'api-secret', verifyWaitMs: 5_000 },
       temporal: { address: 'temporal.internal:7233', namespace: 'echodb', taskQueue: 'echodb-shop' },
       logLevel: 'debug',
+      logFile: '/var/log/echodb/echodb.log',
     } satisfies Config);
   });
 
@@ -462,6 +509,98 @@ describe('the .env file', () => {
       writeFileSync(file, 'POSTGRES_PORT=abc\n');
       expect(problemsOf({}, file)).toEqual([badPort]);
     });
+  });
+});
+
+describe("the original manual's variable names", () => {
+  it("reads a .env written with the manual's own names (CLICKHOUSE_DATABASE, CLICKHOUSE_NATIVE_PORT, HEALTH_CHECK_PORT, TEMPORAL_HOST/PORT, RETRY_DELAY/BACKOFF)", () => {
+    withTempDir((dir) => {
+      const file = join(dir, '.env');
+      // Lines as the original .env.example writes them, its inline comments included.
+      writeFileSync(file, [
+        'CLICKHOUSE_HOST=clickhouse',
+        'CLICKHOUSE_PORT=8123',
+        'CLICKHOUSE_NATIVE_PORT=9000',
+        'CLICKHOUSE_DATABASE=echodb',
+        'TEMPORAL_HOST=temporal',
+        'TEMPORAL_PORT=7233',
+        'RETRY_DELAY=5',
+        'RETRY_BACKOFF=2.0',
+        'LOG_LEVEL=INFO',
+        'HEALTH_CHECK_PORT=8080',
+        'HEALTH_CHECK_HOST=0.0.0.0',
+        'CONSISTENCY_CHECK_INTERVAL=900  # 15 minutes',
+        'CONSISTENCY_CHECKER_HOST=0.0.0.0',
+        '',
+      ].join('\n'));
+      const config = loadConfig({ env: {}, envFile: file });
+      expect(config.clickhouse).toMatchObject({ database: 'echodb', port: 8123, peerPort: 9000 });
+      expect(config.temporal.address).toBe('temporal:7233');
+      expect(config.retry).toMatchObject({ backoffMs: 5_000, backoffCoefficient: 2 });
+      expect(config.logLevel).toBe('info');
+      expect(config.api).toMatchObject({ healthPort: 8080, healthHost: '0.0.0.0' });
+      expect(config.consistencyChecker).toMatchObject({ intervalMs: 900_000, host: '0.0.0.0' });
+    });
+  });
+
+  it("takes EchoDB's name when both spellings agree, and refuses two different values", () => {
+    expect(load({ CLICKHOUSE_DB: 'a', CLICKHOUSE_DATABASE: 'a' }).clickhouse.database).toBe('a');
+    expect(problemsOf({ CLICKHOUSE_DB: 'a', CLICKHOUSE_DATABASE: 'b' })).toEqual([
+      'CLICKHOUSE_DATABASE: "b" differs from CLICKHOUSE_DB ("a"); expected one of the two names, which mean the same',
+    ]);
+  });
+
+  it('names the variable as the user wrote it in a problem', () => {
+    expect(problemsOf({ CLICKHOUSE_NATIVE_PORT: 'x' })).toEqual([
+      'CLICKHOUSE_NATIVE_PORT: "x" is not a port; expected an integer from 1 to 65535',
+    ]);
+    expect(problemsOf({ TEMPORAL_HOST: 'temporal', TEMPORAL_PORT: 'x' })[0]).toMatch(/^TEMPORAL_PORT: "x" is not a port/);
+  });
+
+  it('lets TEMPORAL_ADDRESS win over TEMPORAL_HOST and TEMPORAL_PORT, and fills in the part that is missing', () => {
+    expect(load({ TEMPORAL_ADDRESS: 'a:1', TEMPORAL_HOST: 'b' }).temporal.address).toBe('a:1');
+    expect(load({ TEMPORAL_HOST: 'temporal.internal' }).temporal.address).toBe('temporal.internal:7233');
+    expect(load({ TEMPORAL_PORT: '7234' }).temporal.address).toBe('temporal:7234');
+  });
+
+  it('asks for a backoff multiplier of at least 1', () => {
+    expect(problemsOf({ RETRY_BACKOFF: '0.5' })).toEqual([
+      'RETRY_BACKOFF: "0.5" is not a backoff multiplier; expected a number of 1 or more, such as 2 or 1.5',
+    ]);
+  });
+});
+
+describe('TLS settings', () => {
+  it('moves the default ports to the TLS ones (8443 HTTPS, 9440 native) when CLICKHOUSE_SECURE is true', () => {
+    expect(load({ CLICKHOUSE_SECURE: 'true' }).clickhouse).toMatchObject({ secure: true, port: 8443, peerPort: 9440 });
+    expect(load({ CLICKHOUSE_SECURE: 'yes', CLICKHOUSE_PORT: '443' }).clickhouse.port).toBe(443);
+  });
+
+  it('refuses a file it cannot read, naming the variable', () => {
+    expect(problemsOf({ CLICKHOUSE_SECURE: 'true', CLICKHOUSE_CA_FILE: '/nonexistent/ca.pem' })).toEqual([
+      'CLICKHOUSE_CA_FILE: "/nonexistent/ca.pem" is not a readable file; expected the path of a PEM file that this process can read',
+    ]);
+  });
+
+  it('asks for a client certificate and its key together', () => {
+    expect(problemsOf({ POSTGRES_SSLMODE: 'verify-full', POSTGRES_CERT_FILE: pemFiles.pgCert })).toEqual([
+      'POSTGRES_KEY_FILE: is unset while POSTGRES_CERT_FILE is set; expected both (a client certificate and its private key) or neither',
+    ]);
+  });
+
+  it('refuses TLS files that would be ignored because TLS is off', () => {
+    expect(problemsOf({ CLICKHOUSE_CA_FILE: pemFiles.chCa })).toEqual([
+      'CLICKHOUSE_CA_FILE: is set but CLICKHOUSE_SECURE is not true; expected CLICKHOUSE_SECURE=true, or no TLS settings',
+    ]);
+    expect(problemsOf({ POSTGRES_CA_FILE: pemFiles.pgCa })).toEqual([
+      'POSTGRES_CA_FILE: is set but POSTGRES_SSLMODE is disable; expected POSTGRES_SSLMODE=require or verify-full, or no TLS files',
+    ]);
+  });
+
+  it('asks for true or false', () => {
+    expect(problemsOf({ CLICKHOUSE_SECURE: 'maybe' })).toEqual([
+      'CLICKHOUSE_SECURE: "maybe" is not a yes-or-no value; expected true or false',
+    ]);
   });
 });
 

@@ -58,6 +58,8 @@ beforeAll(async () => {
     username: servers.clickhouse.user,
     password: servers.clickhouse.password,
   });
+  // PeerDB's ClickHouse peer logs in with its database, which must exist (echodb setup makes it).
+  await clickhouse.command({ query: `CREATE DATABASE ${backtick(chDatabase)}` });
   double = await startPeerDbDouble({ clickhouse: servers.clickhouse, transitionMs: TRANSITION_MS, timeScale: TIME_SCALE });
   const { host, port, user, password } = database.settings;
   await expectOk(
@@ -314,7 +316,13 @@ describe('peers: POST /v1/peers/create', () => {
       peer: { ...chPeer('ch_bad'), clickhouseConfig: { ...chPeer('ch_bad').clickhouseConfig, password: 'wrong' } },
     });
     expect(badLogin.status).toBe(400);
-    expect(badLogin.body.message).toMatch(/^CLICKHOUSE peer ch_bad was invalidated: failed to open connection to ClickHouse peer: /);
+    expect(badLogin.body.message).toMatch(/^CLICKHOUSE peer ch_bad was invalidated: failed to open connection to ClickHouse peer: code: \d+, message: /);
+    // clickhouse-go logs in with the peer's database: the server refuses one that does not exist.
+    const noChDatabase = await call<ErrorJson>('POST', '/v1/peers/create', {
+      peer: { ...chPeer('ch_bad'), clickhouseConfig: { ...chPeer('ch_bad').clickhouseConfig, database: 'no_such_database' } },
+    });
+    expect(noChDatabase.status).toBe(400);
+    expect(noChDatabase.body.message).toMatch(/code: 81, message: .*no_such_database/);
     const closedPort = await call<ErrorJson>('POST', '/v1/peers/validate', {
       peer: { ...chPeer('ch_closed'), clickhouseConfig: { ...chPeer('ch_closed').clickhouseConfig, port: 1 } },
     });

@@ -132,6 +132,8 @@ describe('echodb setup (the CLI) and the PeerDB peers', () => {
   let peerdb: PeerDbDouble;
 
   let proxy: TcpProxy;
+  /** The destination database: setup creates it, as PeerDB's ClickHouse peer logs in with it. */
+  const analytics = `analytics_${Math.random().toString(16).slice(2, 10)}`;
 
   beforeAll(async () => {
     peerdb = await startPeerDbDouble({ clickhouse: inject('servers').clickhouse });
@@ -141,6 +143,11 @@ describe('echodb setup (the CLI) and the PeerDB peers', () => {
   afterAll(async () => {
     await peerdb?.close();
     await proxy?.close();
+    const { url, user, password } = inject('servers').clickhouse;
+    await fetch(`${url}/?query=${encodeURIComponent(`DROP DATABASE IF EXISTS ${analytics}`)}`, {
+      method: 'POST',
+      headers: { 'X-ClickHouse-User': user, 'X-ClickHouse-Key': password },
+    });
   });
 
   beforeEach(() => {
@@ -158,9 +165,10 @@ describe('echodb setup (the CLI) and the PeerDB peers', () => {
       POSTGRES_PEER_HOST: '127.0.0.1',
       POSTGRES_PEER_PORT: String(proxy.port),
       CLICKHOUSE_HOST: '127.0.0.1',
+      CLICKHOUSE_PORT: new URL(clickhouse.url).port,
       CLICKHOUSE_PEER_HOST: '127.0.0.1',
       CLICKHOUSE_PEER_PORT: String(clickhouse.nativePort),
-      CLICKHOUSE_DB: 'analytics',
+      CLICKHOUSE_DB: analytics,
       CLICKHOUSE_USER: clickhouse.user,
       CLICKHOUSE_PASSWORD: clickhouse.password,
       SOURCE_PEER_NAME: 'shop_pg',
@@ -179,8 +187,9 @@ describe('echodb setup (the CLI) and the PeerDB peers', () => {
     expect(first).toMatchObject({ code: 0, stderr: '' });
     expect(first.stdout.trim().split('\n')).toEqual([
       expect.stringMatching(/^setup: applied 001_outbox, /),
+      `setup: created ClickHouse database "${analytics}" on ${clickhouse.url}`,
       `setup: PeerDB peers shop_pg (POSTGRES ${settings.user}@127.0.0.1:${proxy.port}/${settings.database}) and ` +
-        `shop_ch (CLICKHOUSE ${clickhouse.user}@127.0.0.1:${clickhouse.nativePort}/analytics) created or updated`,
+        `shop_ch (CLICKHOUSE ${clickhouse.user}@127.0.0.1:${clickhouse.nativePort}/${analytics}) created or updated`,
     ]);
     expect(first.stdout).not.toContain(clickhouse.password);
     expect(peerCreations().map((request) => [request.status, request.body])).toEqual([
@@ -208,7 +217,7 @@ describe('echodb setup (the CLI) and the PeerDB peers', () => {
             port: clickhouse.nativePort,
             user: clickhouse.user,
             password: clickhouse.password,
-            database: 'analytics',
+            database: analytics,
             disableTls: true,
           },
         },

@@ -153,12 +153,17 @@ export async function mirrorWorkflow(input: MirrorWorkflowInput): Promise<void> 
 
   const settings = withDefaults(await mirrorSettings());
   // PeerDB operations wait for the mirror's state; they heartbeat every second (so those of a worker that died
-  // move to another within the heartbeat timeout), and retry (from RETRY_BACKOFF on, backing off to a minute) for
+  // move to another within the heartbeat timeout), and retry (from RETRY_DELAY on, backing off to a minute) for
   // as long as PeerDB is away: a mirror edit is never abandoned because PeerDB was down.
   const { ensurePeers, createMirror, editMirror, dropMirror } = proxyActivities<Activities>({
     startToCloseTimeout: '2 hours',
     heartbeatTimeout: '10 seconds',
-    retry: { initialInterval: settings.retry.backoffMs, maximumInterval: '1 minute', nonRetryableErrorTypes: NON_RETRYABLE },
+    retry: {
+      initialInterval: settings.retry.backoffMs,
+      backoffCoefficient: settings.retry.backoffCoefficient ?? 2,
+      maximumInterval: '1 minute',
+      nonRetryableErrorTypes: NON_RETRYABLE,
+    },
   });
   if (input.carried === undefined) {
     // A first run: PeerDB may hold this mirror already (this workflow's history was lost or terminated).

@@ -64,10 +64,14 @@ export interface VerifyAllSettings {
   concurrency: number;
 }
 
-/** MAX_RETRIES and RETRY_BACKOFF: retries of a failed step after its first attempt, and the first wait. */
+/**
+ * MAX_RETRIES, RETRY_DELAY and RETRY_BACKOFF: retries of a failed step after its first attempt, the first wait, and
+ * how much longer each next wait is (absent from older workers' settings: 2).
+ */
 export interface RetrySettings {
   maxRetries: number;
   backoffMs: number;
+  backoffCoefficient?: number;
 }
 
 export interface VerifySettings {

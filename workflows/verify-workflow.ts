@@ -1,15 +1,15 @@
 import { patched, proxyActivities, sleep, upsertSearchAttributes, workflowInfo } from '@temporalio/workflow';
 import type { Activities } from '../activities/index.js';
 import { tableSearchAttributes } from '../lib/search-attributes.js';
-import type { VerificationResult, VerifyTableInput } from './model.js';
+import type { RetrySettings, VerificationResult, VerifyTableInput } from './model.js';
 
 const { mirrorSettings, recordVerification } = proxyActivities<Activities>({
   startToCloseTimeout: '1 minute',
   retry: { initialInterval: '1 second', maximumInterval: '1 minute' },
 });
 
-/** What workers used before RETRY_BACKOFF and MAX_RETRIES reached verification (keeps old histories replayable). */
-const LEGACY_RETRY = { maxRetries: 3, backoffMs: 1000 };
+/** What workers used before the retry settings reached verification (keeps old histories replayable). */
+const LEGACY_RETRY: RetrySettings = { maxRetries: 3, backoffMs: 1000 };
 
 /** A failure's own words: an activity's or child's cause rather than Temporal's wrapping. */
 export const errorText = (error: unknown): string =>
@@ -29,7 +29,7 @@ export async function verifyTableWorkflow(input: VerifyTableInput): Promise<Veri
   // Counting gives up after MAX_RETRIES: an unreachable side becomes an error result, not a stuck workflow.
   const { countRows } = proxyActivities<Activities>({
     startToCloseTimeout: '5 minutes',
-    retry: { initialInterval: retry.backoffMs, backoffCoefficient: 2, maximumAttempts: retry.maxRetries + 1 },
+    retry: { initialInterval: retry.backoffMs, backoffCoefficient: retry.backoffCoefficient ?? 2, maximumAttempts: retry.maxRetries + 1 },
   });
   // sleep(0) still costs a timer round trip (about a second on a dev server); histories from before this skip
   // have that timer, so only runs that record the patch skip it.

@@ -6,6 +6,7 @@ import { postgresBinDir } from './binaries.js';
 import { ManagedProcess, isRoot } from './managed-process.js';
 import { freePort } from './ports.js';
 import { chownTo, randomSecret } from './files.js';
+import type { TestCertificates } from './certificates.js';
 
 export interface PostgresSettings {
   host: string;
@@ -13,20 +14,44 @@ export interface PostgresSettings {
   user: string;
   password: string;
   database: string;
+  /** Set when the server accepts TLS only: node-postgres's `ssl`, trusting the server's CA. */
+  ssl?: { ca: string };
 }
 
 const OS_USER = 'postgres';
 // Not `echodb`: with search_path "$user", public, that role's unqualified tables would land in EchoDB's schema.
 const SUPERUSER = 'postgres';
 
-/** A throwaway PostgreSQL cluster: superuser `postgres` with a password, wal_level=logical, loopback only. */
-export async function startPostgres(dir: string): Promise<{ settings: PostgresSettings; process: ManagedProcess }> {
+/**
+ * A throwaway PostgreSQL cluster: superuser `postgres` with a password, wal_level=logical, loopback only. With
+ * `tls`, ssl=on and pg_hba.conf accepts TLS connections only (hostssl; hostnossl is rejected).
+ */
+export async function startPostgres(
+  dir: string,
+  options: { tls?: TestCertificates } = {},
+): Promise<{ settings: PostgresSettings; process: ManagedProcess }> {
   const bin = postgresBinDir();
   fs.mkdirSync(dir, { recursive: true });
   const dataDir = path.join(dir, 'data');
   const password = randomSecret();
   const passwordFile = path.join(dir, 'password');
   fs.writeFileSync(passwordFile, password, { mode: 0o600 });
+  const tlsArgs: string[] = [];
+  if (options.tls) {
+    // The server's own copies: PostgreSQL wants its key owned by its user and readable by no one else.
+    fs.copyFileSync(options.tls.serverCertFile, path.join(dir, 'server.pem'));
+    fs.copyFileSync(options.tls.serverKeyFile, path.join(dir, 'server.key'));
+    fs.chmodSync(path.join(dir, 'server.key'), 0o600);
+    fs.writeFileSync(path.join(dir, 'pg_hba.conf'), [
+      'local all all scram-sha-256',
+      'hostssl all all 127.0.0.1/32 scram-sha-256',
+      'hostssl replication all 127.0.0.1/32 scram-sha-256',
+      'hostnossl all all 0.0.0.0/0 reject',
+      '',
+    ].join('\n'));
+    tlsArgs.push('-c', 'ssl=on', '-c', `ssl_cert_file=${path.join(dir, 'server.pem')}`,
+      '-c', `ssl_key_file=${path.join(dir, 'server.key')}`, '-c', `hba_file=${path.join(dir, 'pg_hba.conf')}`);
+  }
   if (isRoot()) chownTo(dir, OS_USER);
 
   const initdbArgs = ['-D', dataDir, '-U', SUPERUSER, '--pwfile', passwordFile, '--auth', 'scram-sha-256',
@@ -56,11 +81,15 @@ export async function startPostgres(dir: string): Promise<{ settings: PostgresSe
       '-c', 'max_connections=200',
       // Durability is pointless for a throwaway cluster and costs seconds per test run.
       '-c', 'fsync=off', '-c', 'synchronous_commit=off', '-c', 'full_page_writes=off',
+      ...tlsArgs,
     ],
     runAs: OS_USER,
     logFile: path.join(dir, 'postgres.log'),
   });
-  const settings: PostgresSettings = { host: '127.0.0.1', port, user: SUPERUSER, password, database: 'postgres' };
+  const settings: PostgresSettings = {
+    host: '127.0.0.1', port, user: SUPERUSER, password, database: 'postgres',
+    ...(options.tls ? { ssl: { ca: options.tls.ca } } : {}),
+  };
   await process.waitUntilReady(() => canQuery(settings), 30_000);
   return { settings, process };
 }

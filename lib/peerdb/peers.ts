@@ -1,4 +1,5 @@
 import type { Config } from '../config.js';
+import { tlsMaterial } from '../tls.js';
 import type { PeerDbClient } from './client.js';
 import type { Peer } from './types.js';
 
@@ -7,6 +8,8 @@ import type { Peer } from './types.js';
  * PeerDB's containers reach them (POSTGRES_PEER_*, CLICKHOUSE_PEER_*), not as EchoDB does.
  */
 export function echoDbPeers(config: Config): [source: Peer, target: Peer] {
+  const postgresTls = tlsMaterial(config.postgres);
+  const clickhouseTls = tlsMaterial(config.clickhouse);
   return [
     {
       name: config.peerdb.sourcePeerName,
@@ -18,6 +21,11 @@ export function echoDbPeers(config: Config): [source: Peer, target: Peer] {
         password: config.postgres.password,
         database: config.postgres.database,
         requireTls: config.postgres.sslMode !== 'disable',
+        // PeerDB checks the certificate whenever it uses TLS (pkg/common/tls.go CreateTlsConfig); libpq's require
+        // does not.
+        ...(config.postgres.sslMode === 'require' ? { skipCertVerification: true } : {}),
+        ...(postgresTls.ca === undefined ? {} : { rootCa: postgresTls.ca }),
+        ...(postgresTls.cert === undefined ? {} : { clientTls: { certificate: postgresTls.cert, privateKey: postgresTls.key! } }),
       },
     },
     {
@@ -29,7 +37,10 @@ export function echoDbPeers(config: Config): [source: Peer, target: Peer] {
         user: config.clickhouse.user,
         password: config.clickhouse.password,
         database: config.clickhouse.database,
-        disableTls: true,
+        disableTls: !config.clickhouse.secure,
+        ...(clickhouseTls.ca === undefined ? {} : { rootCa: clickhouseTls.ca }),
+        ...(clickhouseTls.cert === undefined ? {} : { certificate: clickhouseTls.cert, privateKey: clickhouseTls.key! }),
+        ...(config.clickhouse.tlsServerName === undefined ? {} : { tlsHost: config.clickhouse.tlsServerName }),
       },
     },
   ];

@@ -25,6 +25,12 @@ export interface PostgresConfig {
   password: string;
   database: string;
   requireTls?: boolean;
+  /** TLS without checking the server's certificate (what libpq's sslmode=require does). */
+  skipCertVerification?: boolean;
+  /** PEM text of the CA that signed the server's certificate. */
+  rootCa?: string;
+  /** A client certificate and its key, PEM text. */
+  clientTls?: { certificate: string; privateKey: string };
 }
 
 export interface ClickhouseConfig {
@@ -34,6 +40,13 @@ export interface ClickhouseConfig {
   password: string;
   database: string;
   disableTls: boolean;
+  /** PEM text of the CA that signed the server's certificate. */
+  rootCa?: string;
+  /** A client certificate and its key, PEM text. */
+  certificate?: string;
+  privateKey?: string;
+  /** The name the server's certificate is checked against, when it is not `host`. */
+  tlsHost?: string;
 }
 
 export type Peer =

@@ -1,4 +1,4 @@
-import { ClickHouseLogLevel, createClient, type ClickHouseClient } from '@clickhouse/client';
+import type { ClickHouseClient } from '@clickhouse/client';
 import { failedPrecondition, internal, invalidArgument, notFound, unavailable, unimplemented } from './errors.js';
 import {
   readCancelTableAdditionInput,
@@ -9,7 +9,6 @@ import {
   readMirrorStatusRequest,
   readValidatePeerRequest,
   timestampJson,
-  type ConnectionSettings,
   type Peer,
 } from './messages.js';
 import type { Mirror, Mirrors } from './mirrors.js';
@@ -26,7 +25,6 @@ export class FlowApi {
     private readonly peers: Map<string, Peer>,
     private readonly mirrors: Mirrors,
     private readonly clickhouse: ClickHouseClient,
-    private readonly clickhouseUrl: string,
     /** PeerDB's maintenance mode (dynamic setting), read at each request. */
     private readonly underMaintenance: () => boolean,
   ) {}
@@ -196,24 +194,8 @@ export class FlowApi {
   }
 
   private async validate(peer: Peer): Promise<void> {
-    const problem = await peerProblem(peer, (settings) => this.checkClickHouseLogin(settings));
+    const problem = await peerProblem(peer);
     if (problem) throw failedPrecondition(problem);
-  }
-
-  /** The peer's user and password against the ClickHouse the double writes to. */
-  private async checkClickHouseLogin({ user, password }: ConnectionSettings): Promise<void> {
-    const client = createClient({
-      url: this.clickhouseUrl,
-      username: user,
-      password,
-      request_timeout: 15_000,
-      log: { level: ClickHouseLogLevel.OFF },
-    });
-    try {
-      await (await client.query({ query: 'SELECT 1', format: 'JSONEachRow' })).json();
-    } finally {
-      await client.close();
-    }
   }
 }
 

@@ -20,10 +20,11 @@ export type { FlowStatus, Knobs, RequestLogEntry, TableMapping };
 
 export interface PeerDbDoubleOptions {
   /**
-   * ClickHouse HTTP interface the double writes destination tables into. Real PeerDB speaks the native protocol
-   * to the peer's host and port: the double only dials them, when it validates the peer.
+   * ClickHouse HTTP(S) interface the double writes destination tables into (`ca`: PEM of the CA that signed an
+   * https server's certificate). Real PeerDB speaks the native protocol to the peer's host and port: the double
+   * only does that protocol's handshake there, when it validates the peer.
    */
-  clickhouse: { url: string; user: string; password: string };
+  clickhouse: { url: string; user: string; password: string; ca?: string };
   /** Delay of each asynchronous state transition (pause, modify, drop, setup), default 50 ms. */
   transitionMs?: number;
   /**
@@ -92,6 +93,7 @@ export async function startPeerDbDouble(options: PeerDbDoubleOptions): Promise<P
     username: options.clickhouse.user,
     password: options.clickhouse.password,
     request_timeout: 30_000,
+    ...(options.clickhouse.ca === undefined ? {} : { tls: { ca_cert: Buffer.from(options.clickhouse.ca, 'utf8') } }),
   });
   const peers = new Map<string, Peer>();
   const mirrors = new Mirrors({
@@ -103,7 +105,7 @@ export async function startPeerDbDouble(options: PeerDbDoubleOptions): Promise<P
     timeScale: options.timeScale ?? 1,
     knobs: () => knobs,
   });
-  const api = new FlowApi(peers, mirrors, clickhouse, options.clickhouse.url, () => knobs.maintenance);
+  const api = new FlowApi(peers, mirrors, clickhouse, () => knobs.maintenance);
   const server = http.createServer(createApp({ api, knobs, requests, delays }));
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);

@@ -60,6 +60,24 @@ export interface ConnectionSettings {
   user: string;
   password: string;
   database: string;
+  /** The peer's TLS fields, under their JSON names (peers.proto). */
+  tls: TlsFields;
+}
+
+/**
+ * PostgresConfig: requireTls, disableTls (optional), skipCertVerification, rootCa (optional), tlsHost, clientTls
+ * (certificate, privateKey). ClickhouseConfig: disableTls, rootCa, certificate, privateKey (all optional but
+ * disableTls), tlsHost.
+ */
+export interface TlsFields {
+  requireTls: boolean;
+  /** undefined when the field was absent (PostgresConfig's is optional). */
+  disableTls: boolean | undefined;
+  skipCertVerification: boolean;
+  rootCa: string | undefined;
+  tlsHost: string;
+  certificate: string | undefined;
+  privateKey: string | undefined;
 }
 
 interface PeerRequest {
@@ -153,8 +171,8 @@ function readPeer(peer: MessageFields | undefined): PeerRequest | undefined {
     peer && {
       name: peer.string('name'),
       type: peer.enumName('type', DB_TYPES, DB_TYPE_NUMBERS),
-      postgresConfig: readConnectionSettings(peer.message('postgresConfig')),
-      clickhouseConfig: readConnectionSettings(peer.message('clickhouseConfig')),
+      postgresConfig: readConnectionSettings(peer.message('postgresConfig'), 'postgres'),
+      clickhouseConfig: readConnectionSettings(peer.message('clickhouseConfig'), 'clickhouse'),
     }
   );
 }
@@ -168,16 +186,26 @@ export function readCancelTableAdditionInput(body: MessageFields) {
   };
 }
 
-function readConnectionSettings(config: MessageFields | undefined): ConnectionSettings | undefined {
-  return (
-    config && {
-      host: config.string('host'),
-      port: config.int('port'),
-      user: config.string('user'),
-      password: config.string('password'),
-      database: config.string('database'),
-    }
-  );
+function readConnectionSettings(config: MessageFields | undefined, kind: 'postgres' | 'clickhouse'): ConnectionSettings | undefined {
+  if (config === undefined) return undefined;
+  const optional = (name: string) => (config.has(name) ? config.string(name) : undefined);
+  const clientTls = kind === 'postgres' ? config.message('clientTls') : config;
+  return {
+    host: config.string('host'),
+    port: config.int('port'),
+    user: config.string('user'),
+    password: config.string('password'),
+    database: config.string('database'),
+    tls: {
+      requireTls: kind === 'postgres' && config.bool('requireTls'),
+      disableTls: kind === 'clickhouse' || config.has('disableTls') ? config.bool('disableTls') : undefined,
+      skipCertVerification: kind === 'postgres' && config.bool('skipCertVerification'),
+      rootCa: optional('rootCa'),
+      tlsHost: config.string('tlsHost'),
+      certificate: clientTls?.has('certificate') ? clientTls.string('certificate') : undefined,
+      privateKey: clientTls?.has('privateKey') ? clientTls.string('privateKey') : undefined,
+    },
+  };
 }
 
 export function readCreateCdcFlowRequest(body: MessageFields): {

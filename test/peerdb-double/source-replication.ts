@@ -5,6 +5,7 @@
  * and DELETE, a slot keeps its database from being dropped, and leaks show in pg_replication_slots.
  */
 import pg from 'pg';
+import { postgresConnection } from './tls.js';
 import type { ConnectionSettings } from './messages.js';
 import { quoteTable, type QualifiedTable } from './source-table.js';
 
@@ -141,7 +142,7 @@ export async function dropPublicationAndSlot(client: pg.Client, { slot, publicat
  * Returns PeerDB's message for the first that fails.
  */
 export async function replicationProblem(settings: ConnectionSettings, client: pg.Client): Promise<string | undefined> {
-  const replication = new pg.Client({ ...settings, replication: 'database' } as pg.ClientConfig);
+  const replication = new pg.Client({ ...postgresConnection(settings), replication: 'database' } as pg.ClientConfig);
   replication.on('error', () => undefined);
   try {
     await replication.connect();

@@ -1,4 +1,5 @@
 import pg from 'pg';
+import { postgresConnection } from './tls.js';
 import type { ConnectionSettings } from './messages.js';
 
 export interface QualifiedTable {
@@ -33,11 +34,7 @@ export function quoteTable({ schema, table }: QualifiedTable): string {
  */
 export async function connectToSource(settings: ConnectionSettings): Promise<pg.Client> {
   const client = new pg.Client({
-    host: settings.host,
-    port: settings.port,
-    user: settings.user,
-    password: settings.password,
-    database: settings.database,
+    ...postgresConnection(settings),
     options: '-c TimeZone=UTC -c DateStyle=ISO',
     types: { getTypeParser: () => (text: string) => text },
   });

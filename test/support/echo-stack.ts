@@ -87,7 +87,7 @@ export async function startEchoStack(
       VERIFY_DELAY: '0.2',
       VERIFY_INTERVAL: '0.3',
       VERIFY_ATTEMPTS: '3',
-      RETRY_BACKOFF: '0.5',
+      RETRY_DELAY: '0.5',
       // The worker creates the verify-all schedule at start-up: once a year keeps it from firing during a test.
       CONSISTENCY_CHECK_INTERVAL: '31536000',
       TEMPORAL_ADDRESS: servers.temporal.address,

@@ -1,0 +1,18 @@
+import type { ClickHouseClient } from '@clickhouse/client';
+import { quoteIdentifier, quoteString } from './clickhouse-sql.js';
+
+/**
+ * Makes sure the destination database exists, as PeerDB needs it to (its ClickHouse peer connects with it as the
+ * default database, and the server refuses an unknown one). Creates it only when it is missing, so that a user
+ * without CREATE DATABASE can still run setup against a database made for it. Returns whether it created it.
+ */
+export async function ensureClickHouseDatabase(clickhouse: ClickHouseClient, database: string): Promise<boolean> {
+  const result = await clickhouse.query({
+    query: `SELECT count() AS n FROM system.databases WHERE name = ${quoteString(database)}`,
+    format: 'JSONEachRow',
+  });
+  const [row] = await result.json<{ n: string | number }>();
+  if (Number(row?.n) > 0) return false;
+  await clickhouse.command({ query: `CREATE DATABASE IF NOT EXISTS ${quoteIdentifier(database)}` });
+  return true;
+}
