@@ -1,5 +1,5 @@
 import { Context } from '@temporalio/activity';
-import { qualifiedTable } from '../lib/clickhouse-sql.js';
+import { dropTable, existsTable, renameTable } from '../lib/clickhouse-sql.js';
 import { droppedTableName, parseSourceTableIdentifier } from '../lib/naming.js';
 import { MirrorFailed, MirrorNotFound, MirrorStalled, MirrorWedged, PeerDbError } from '../lib/peerdb/errors.js';
 import * as peers from '../lib/peerdb/peers.js';
@@ -70,7 +70,7 @@ export function createMirrorActivities(deps: ActivityDependencies) {
 
   async function tableExists(name: string): Promise<boolean> {
     const result = await clickhouse.query({
-      query: `EXISTS TABLE ${qualifiedTable(config.clickhouse.database, name)}`,
+      query: existsTable(config.clickhouse.database, name),
       format: 'JSONEachRow',
     });
     const [row] = await result.json<{ result: number | string }>();
@@ -413,10 +413,9 @@ export function createMirrorActivities(deps: ActivityDependencies) {
      */
     async retireDestinationTable(destination: string, policy: MirrorSettings['onDrop'], at: string): Promise<string | null> {
       const database = config.clickhouse.database;
-      const table = qualifiedTable(database, destination);
       if (policy === 'keep') return null;
       if (policy === 'drop') {
-        await clickhouse.command({ query: `DROP TABLE IF EXISTS ${table}` });
+        await clickhouse.command({ query: dropTable(database, destination) });
         return null;
       }
       if (!(await tableExists(destination))) return null;
@@ -424,7 +423,7 @@ export function createMirrorActivities(deps: ActivityDependencies) {
       for (let second = 0; ; second++) {
         const renamed = droppedTableName(destination, new Date(Date.parse(at) + second * 1000));
         if (await tableExists(renamed)) continue;
-        await clickhouse.command({ query: `RENAME TABLE ${table} TO ${qualifiedTable(database, renamed)}` });
+        await clickhouse.command({ query: renameTable(database, destination, renamed) });
         return renamed;
       }
     },

@@ -1,6 +1,6 @@
 import { Context } from '@temporalio/activity';
 import pg from 'pg';
-import { qualifiedTable } from '../lib/clickhouse-sql.js';
+import { countLiveRows, qualifiedTable } from '../lib/clickhouse-sql.js';
 import { mirroredTables, type MirroredTable } from '../lib/mirrored-tables.js';
 import type { MirrorTable, RowCounts, VerificationResult } from '../workflows/model.js';
 import type { ActivityDependencies } from './index.js';
@@ -32,7 +32,7 @@ export function createVerifyActivities(deps: ActivityDependencies) {
           }),
           (async () => {
             const result = await clickhouse.query({
-              query: `SELECT count() AS n FROM ${destination} FINAL WHERE _peerdb_is_deleted = 0`,
+              query: countLiveRows(config.clickhouse.database, table.destination),
               format: 'JSONEachRow',
               abort_signal: Context.current().cancellationSignal,
             });

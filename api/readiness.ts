@@ -2,6 +2,7 @@ import type { ClickHouseClient } from '@clickhouse/client';
 import type { Client } from '@temporalio/client';
 import type { Redis } from 'ioredis';
 import type pg from 'pg';
+import { readinessQuery } from '../lib/clickhouse-sql.js';
 import type { PeerDbClient } from '../lib/peerdb/client.js';
 import { checkSearchAttributes, describeSearchAttributeProblems } from '../lib/search-attribute-registration.js';
 import { readMigrations } from '../sql/migrations.js';
@@ -66,7 +67,7 @@ export async function checkReadiness(deps: ReadinessDependencies): Promise<Readi
       if (version < expected) throw new Error(`EchoDB's tables are at migration ${version}, this release needs ${expected}: run echodb setup`);
     },
     clickhouse: async () => {
-      await (await deps.clickhouse.query({ query: 'SELECT 1', format: 'JSONEachRow' })).json();
+      await (await deps.clickhouse.query({ query: readinessQuery(), format: 'JSONEachRow' })).json();
     },
     temporal: async () => {
       const { connection } = deps.temporal;

@@ -1,5 +1,5 @@
 import type { ClickHouseClient } from '@clickhouse/client';
-import { quoteIdentifier, quoteString } from './clickhouse-sql.js';
+import { createDatabase, databaseExists } from './clickhouse-sql.js';
 
 /**
  * Makes sure the destination database exists, as PeerDB needs it to (its ClickHouse peer connects with it as the
@@ -8,11 +8,11 @@ import { quoteIdentifier, quoteString } from './clickhouse-sql.js';
  */
 export async function ensureClickHouseDatabase(clickhouse: ClickHouseClient, database: string): Promise<boolean> {
   const result = await clickhouse.query({
-    query: `SELECT count() AS n FROM system.databases WHERE name = ${quoteString(database)}`,
+    query: databaseExists(database),
     format: 'JSONEachRow',
   });
   const [row] = await result.json<{ n: string | number }>();
   if (Number(row?.n) > 0) return false;
-  await clickhouse.command({ query: `CREATE DATABASE IF NOT EXISTS ${quoteIdentifier(database)}` });
+  await clickhouse.command({ query: createDatabase(database) });
   return true;
 }

@@ -33,3 +33,48 @@ export function quoteString(value: string): string {
 export function qualifiedTable(database: string, table: string): string {
   return `${quoteIdentifier(database)}.${quoteIdentifier(table)}`;
 }
+
+/*
+ * Every statement EchoDB sends to ClickHouse, built here and nowhere else. Each runs unchanged on ClickHouse 18.16
+ * and on current ClickHouse (25.x and later): test/clickhouse-current.test.ts runs them on both, against
+ * PeerDB-shaped tables. UInt64 results arrive as JSON strings from 18.16 and as numbers from current versions:
+ * read them with Number().
+ */
+
+/** The destination check: one row, `result` 1 when `database`.`table` exists, else 0. */
+export function existsTable(database: string, table: string): string {
+  return `EXISTS TABLE ${qualifiedTable(database, table)}`;
+}
+
+/**
+ * The live rows of a PeerDB destination table, as PeerDB's own tests count them: one row, `n`. FINAL keeps each
+ * key's newest version, then the rows PeerDB marked deleted are left out. Fails on a missing table (never 0).
+ */
+export function countLiveRows(database: string, table: string): string {
+  return `SELECT count() AS n FROM ${qualifiedTable(database, table)} FINAL WHERE _peerdb_is_deleted = 0`;
+}
+
+/** DESTINATION_ON_DROP=drop: the table and its data go; nothing happens when it is already gone. */
+export function dropTable(database: string, table: string): string {
+  return `DROP TABLE IF EXISTS ${qualifiedTable(database, table)}`;
+}
+
+/** DESTINATION_ON_DROP=rename: the table and its data move to `to`, in the same database; fails if `to` exists. */
+export function renameTable(database: string, from: string, to: string): string {
+  return `RENAME TABLE ${qualifiedTable(database, from)} TO ${qualifiedTable(database, to)}`;
+}
+
+/** Whether `database` exists (echodb setup): one row, `n` 1 when it does, else 0. */
+export function databaseExists(database: string): string {
+  return `SELECT count() AS n FROM system.databases WHERE name = ${quoteString(database)}`;
+}
+
+/** Creates `database` when it is missing (echodb setup); nothing happens when it exists. */
+export function createDatabase(database: string): string {
+  return `CREATE DATABASE IF NOT EXISTS ${quoteIdentifier(database)}`;
+}
+
+/** The readiness check: a real query (a ping succeeds even with a wrong password); one row. */
+export function readinessQuery(): string {
+  return 'SELECT 1';
+}

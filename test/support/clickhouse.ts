@@ -18,11 +18,17 @@ export interface TestClickHouse {
 
 /** A fresh database on the test ClickHouse. */
 export async function createTestClickHouse(
-  { url, user, password }: ClickHouseSettings = inject('servers').clickhouse,
+  { url, user, password, ca }: ClickHouseSettings = inject('servers').clickhouse,
 ): Promise<TestClickHouse> {
   const database = `echodb_test_${crypto.randomBytes(6).toString('hex')}`;
   // Tests expect some queries to fail (a table not there yet): no error log for each.
-  const client = createClient({ url, username: user, password, log: { level: ClickHouseLogLevel.OFF } });
+  const client = createClient({
+    url,
+    username: user,
+    password,
+    log: { level: ClickHouseLogLevel.OFF },
+    ...(ca === undefined ? {} : { tls: { ca_cert: Buffer.from(ca, 'utf8') } }),
+  });
   await client.command({ query: `CREATE DATABASE ${database}` });
   const parsed = new URL(url);
   const quoted = (name: string) => `\`${name.replace(/\\/g, '\\\\').replace(/`/g, '\\`')}\``;
