@@ -1,4 +1,4 @@
-import type { Client } from '@temporalio/client';
+import { ServiceError, type Client } from '@temporalio/client';
 import {
   destinationTableFor,
   mirrorNameFor,
@@ -80,6 +80,17 @@ export async function signalMirror(ctx: DispatchContext, mirror: string, events:
   return workflowId;
 }
 
+/**
+ * What Temporal itself said, for the outbox's error column and the log: the SDK wraps a rejected call in a
+ * ServiceError whose message is only a summary ("Failed to signalWithStart Workflow"); the gRPC error under it
+ * carries the server's words ("Namespace default has no mapping defined for search attribute EchoDbMirror").
+ */
+export function temporalMessage(error: Error): string {
+  const cause = error instanceof ServiceError ? (error.cause as { details?: unknown; message?: unknown } | undefined) : undefined;
+  const words = typeof cause?.details === 'string' && cause.details !== '' ? cause.details : cause?.message;
+  return typeof words === 'string' && words !== '' ? words : error.message;
+}
+
 /** Signals to different mirrors go out this many at a time (per-table strategy: one mirror per table). */
 const SIGNAL_CONCURRENCY = 8;
 
@@ -137,7 +148,7 @@ export async function dispatchRows(
     if (watched.length === 0) return [{ id: row.id, status: 'skipped', reason: [...new Set(reasons)].join('; ') }];
     const failure = watched.map((part) => failed.get(part.mirror)).find((error) => error !== undefined);
     if (failure !== undefined) {
-      return [{ id: row.id, status: 'failed', error: failure.message }];
+      return [{ id: row.id, status: 'failed', error: temporalMessage(failure) }];
     }
     const workflowIds = watched.map((part) => accepted.get(part.mirror));
     if (workflowIds.some((id) => id === undefined)) return [];

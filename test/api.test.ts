@@ -6,6 +6,10 @@ import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import type { ManagedProcess } from '../lib/local-servers/managed-process.js';
 import { freePorts } from '../lib/local-servers/ports.js';
 import { startTemporal } from '../lib/local-servers/temporal.js';
+import { Client, Connection } from '@temporalio/client';
+import { namingRules } from '../lib/naming.js';
+import { tableFilter } from '../lib/table-filter.js';
+import { dispatchRows } from '../listener/dispatch.js';
 import { runCli } from './support/cli.js';
 import { startEchoProcess, type EchoProcess } from './support/echo-process.js';
 import { startEchoStack, type EchoStack } from './support/echo-stack.js';
@@ -504,6 +508,23 @@ describe("a Temporal that has never seen EchoDB (no search attributes)", () => {
     await expect(startEchoProcess({ ...stack.env, ...temporal }, ['worker'])).rejects.toThrow(
       new RegExp(`the worker cannot start: Temporal namespace default lacks EchoDB's search attributes ${missing}`),
     );
+    // The listener's dispatch is refused: the outbox row keeps Temporal's own words, not the SDK's summary.
+    const connection = await Connection.connect({ address: temporal.TEMPORAL_ADDRESS! });
+    try {
+      const context = {
+        client: new Client({ connection, namespace: 'default' }),
+        taskQueue: stack.config.temporal.taskQueue,
+        naming: namingRules(stack.config),
+        destinationTemplate: '{table}',
+      };
+      const row = { id: '1', operation: 'create' as const, schema_name: stack.schema, table_name: 'refused', old_schema_name: null, old_table_name: null };
+      const outcomes = await dispatchRows(context, [row], tableFilter(stack.config.sync));
+      expect(outcomes).toHaveLength(1);
+      expect(outcomes[0]).toMatchObject({ id: '1', status: 'failed' });
+      expect(outcomes[0]?.status === 'failed' && outcomes[0].error).toMatch(/^Namespace default has no mapping defined for search attribute EchoDb\w+$/);
+    } finally {
+      await connection.close();
+    }
 
     const first = await runCli(['setup', '--no-peers'], { ...stack.env, ...temporal });
     expect(first).toMatchObject({ code: 0, stderr: '' });
