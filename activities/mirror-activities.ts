@@ -1,6 +1,6 @@
 import { Context } from '@temporalio/activity';
 import { dropTable, existsTable, renameTable } from '../lib/clickhouse-sql.js';
-import { droppedTableName, parseSourceTableIdentifier } from '../lib/naming.js';
+import { destinationNameLimit, droppedTableName, parseSourceTableIdentifier } from '../lib/naming.js';
 import { MirrorFailed, MirrorNotFound, MirrorStalled, MirrorWedged, PeerDbError } from '../lib/peerdb/errors.js';
 import * as peers from '../lib/peerdb/peers.js';
 import type { FlowStatus, MirrorStatus, TableMapping } from '../lib/peerdb/types.js';
@@ -421,7 +421,7 @@ export function createMirrorActivities(deps: ActivityDependencies) {
       if (!(await tableExists(destination))) return null;
       // The first free name from `at` on: a table can leave twice within a second (a rebuild right after an add).
       for (let second = 0; ; second++) {
-        const renamed = droppedTableName(destination, new Date(Date.parse(at) + second * 1000));
+        const renamed = droppedTableName(destination, new Date(Date.parse(at) + second * 1000), destinationNameLimit(database));
         if (await tableExists(renamed)) continue;
         await clickhouse.command({ query: renameTable(database, destination, renamed) });
         return renamed;

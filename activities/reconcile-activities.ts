@@ -1,5 +1,5 @@
 import { Context } from '@temporalio/activity';
-import { mirrorNameFor, namingRules, parseSourceTableIdentifier, sourceTableIdentifier } from '../lib/naming.js';
+import { destinationNameLimit, mirrorNameFor, namingRules, parseSourceTableIdentifier, sourceTableIdentifier } from '../lib/naming.js';
 import { tableFilter } from '../lib/table-filter.js';
 import { mirrorEventFor, signalMirrors, type DispatchContext, type MirrorEvent } from '../listener/dispatch.js';
 import type { Drift, TableRef } from '../workflows/model.js';
@@ -17,6 +17,7 @@ export function createReconcileActivities(deps: ActivityDependencies) {
     taskQueue: config.temporal.taskQueue,
     naming: namingRules(config),
     destinationTemplate: config.mirror.destinationTableTemplate,
+    destinationMaxLength: destinationNameLimit(config.clickhouse.database),
   };
 
   /** The tables EchoDB's mirrors hold, by source identifier: mirrors named as EchoDB names their tables. */

@@ -26,6 +26,15 @@ export const MIRROR_NAME_MAX_LENGTH = 63 - 'peerflow_slot_'.length;
  */
 export const DESTINATION_NAME_MAX_LENGTH = 200;
 
+/**
+ * The longest table name ClickHouse takes in `database`: current ClickHouse (computeMaxTableNameLength) leaves a
+ * table name 213 less the database name's length in file names (test/clickhouse-current.test.ts measures it on
+ * 26.9), and some releases 9 less again; 18.16 has no such rule. At least 40, so that a hash still fits.
+ */
+export function destinationNameLimit(database: string): number {
+  return Math.max(40, Math.min(DESTINATION_NAME_MAX_LENGTH, 204 - fileNameLength(database)));
+}
+
 const HASH_LENGTH = 8;
 
 export function namingRules(config: Config): NamingRules {
@@ -65,18 +74,18 @@ function defaultMirrorNameTemplate({ strategy, watchedSchemas }: NamingRules): s
  * as named: PeerDB backtick-quotes it whole, so any character, a dot included, is part of the name. Only a name
  * too long for ClickHouse's files is shortened, with a hash.
  */
-export function destinationTableFor(table: TableName, template = '{table}'): string {
-  return fitFileName(substitute(template, table), DESTINATION_NAME_MAX_LENGTH);
+export function destinationTableFor(table: TableName, template = '{table}', maxLength = DESTINATION_NAME_MAX_LENGTH): string {
+  return fitFileName(substitute(template, table), maxLength);
 }
 
 /** `<destination>_dropped_<YYYYMMDDHHMMSS, UTC>`, where DESTINATION_ON_DROP=rename keeps a dropped table's data. */
-export function droppedTableName(destination: string, at: Date): string {
+export function droppedTableName(destination: string, at: Date, maxLength = DESTINATION_NAME_MAX_LENGTH): string {
   if (Number.isNaN(at.getTime())) throw new RangeError('droppedTableName needs a valid date');
   const two = (value: number) => String(value).padStart(2, '0');
   const stamp = String(at.getUTCFullYear()).padStart(4, '0') + two(at.getUTCMonth() + 1) + two(at.getUTCDate())
     + two(at.getUTCHours()) + two(at.getUTCMinutes()) + two(at.getUTCSeconds());
   const suffix = `_dropped_${stamp}`;
-  return fitFileName(destination, DESTINATION_NAME_MAX_LENGTH - suffix.length) + suffix;
+  return fitFileName(destination, maxLength - suffix.length) + suffix;
 }
 
 /**

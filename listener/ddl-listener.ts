@@ -4,7 +4,7 @@ import pgListen, { type Subscriber } from 'pg-listen';
 import type { Config } from '../lib/config.js';
 import type { Logger } from '../lib/logger.js';
 import type { Metrics } from '../lib/metrics.js';
-import { namingRules } from '../lib/naming.js';
+import { destinationNameLimit, namingRules } from '../lib/naming.js';
 import { postgresClientConfig } from '../lib/postgres.js';
 import { tableFilter, type TableFilter } from '../lib/table-filter.js';
 import { dispatchRows, type DispatchContext, type RowOutcome } from './dispatch.js';
@@ -57,6 +57,7 @@ export class DdlListener {
       taskQueue: config.temporal.taskQueue,
       naming: namingRules(config),
       destinationTemplate: config.mirror.destinationTableTemplate,
+      destinationMaxLength: destinationNameLimit(config.clickhouse.database),
     };
     this.filter = tableFilter(config.sync);
     this.failed.catch(() => undefined);

@@ -18,6 +18,8 @@ export interface DispatchContext {
   taskQueue: string;
   naming: NamingRules;
   destinationTemplate: string;
+  /** The longest destination name ClickHouse takes in CLICKHOUSE_DB (destinationNameLimit); default 200. */
+  destinationMaxLength?: number;
 }
 
 
@@ -28,14 +30,14 @@ export function mirrorEventFor(
   ref: TableRef,
   operation: TableEvent['operation'],
   eventId: string,
-  ctx: Pick<DispatchContext, 'naming' | 'destinationTemplate'>,
+  ctx: Pick<DispatchContext, 'naming' | 'destinationTemplate' | 'destinationMaxLength'>,
 ): MirrorEvent {
   return {
     mirror: mirrorNameFor(ref, ctx.naming),
     event: {
       ...ref,
       source: sourceTableIdentifier(ref),
-      destination: destinationTableFor(ref, ctx.destinationTemplate),
+      destination: destinationTableFor(ref, ctx.destinationTemplate, ctx.destinationMaxLength),
       eventId,
       operation,
     },
@@ -43,7 +45,10 @@ export function mirrorEventFor(
 }
 
 /** The table events one outbox event means: a rename is the old name leaving and the new one arriving. */
-export function tableEventsOf(event: EventFields, ctx: Pick<DispatchContext, 'naming' | 'destinationTemplate'>) {
+export function tableEventsOf(
+  event: EventFields,
+  ctx: Pick<DispatchContext, 'naming' | 'destinationTemplate' | 'destinationMaxLength'>,
+) {
   const to = { schema: event.schema_name, table: event.table_name };
   if (event.operation === 'rename' && event.old_schema_name !== null && event.old_table_name !== null) {
     const from = { schema: event.old_schema_name, table: event.old_table_name };

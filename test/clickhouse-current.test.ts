@@ -24,7 +24,7 @@ import {
   readinessQuery,
   renameTable,
 } from '../lib/clickhouse-sql.js';
-import { droppedTableName } from '../lib/naming.js';
+import { destinationNameLimit, droppedTableName } from '../lib/naming.js';
 import { adversarialNames, nameLabel } from './support/adversarial-names.js';
 import { startChdb } from './support/chdb.js';
 
@@ -113,7 +113,7 @@ describe.each([
   { label: 'current ClickHouse (chdb)', open: currentClickHouse, current: true },
 ])('EchoDB statements on $label', ({ label, open, current }) => {
   // A quote in it, and as short in ClickHouse's file names as EchoDB's default `default` (7 characters there):
-  // current ClickHouse takes longer database names off the longest table name (see the KNOWN ISSUE below).
+  // current ClickHouse takes longer database names off the longest table name (destinationNameLimit).
   const database = `e'${crypto.randomBytes(2).toString('hex')}`;
   let target: Target | undefined;
   const on = (): Target => {
@@ -212,7 +212,7 @@ describe.each([
       try {
         expect(await present()).toBe(1);
         await on().command(createDatabase(wanted)); // already there: nothing happens
-        // A one-letter table: current ClickHouse leaves a table name 213 less the database's (see KNOWN ISSUE).
+        // A one-letter table: current ClickHouse leaves a table name 213 less the database's (destinationNameLimit).
         await on().command(on().peerDbTable(wanted, 't'));
         expect(await exists(wanted, 't')).toBe(true);
       } finally {
@@ -222,25 +222,26 @@ describe.each([
     },
   );
 
-  // KNOWN ISSUE, left for lib/naming.ts: current ClickHouse refuses a table name longer, in its file names, than
-  // 213 less the database name's length there (computeMaxTableNameLength: metadata_dropped/<db>.<table>.<uuid>.sql
-  // must fit in 255), on CREATE and on RENAME alike; 18.16 has no such limit. EchoDB fits destination and
-  // rename-aside names to 200 whatever the database (DESTINATION_NAME_MAX_LENGTH), which fits only databases of up
-  // to 13 characters there. Here a 180-character destination (one PeerDB can create) cannot be renamed aside.
-  it(`KNOWN ISSUE: renaming aside a 180-character destination ${current ? 'is refused' : 'works'} in a database of 27 characters`, async () => {
+  // Current ClickHouse refuses a table name longer, in its file names, than 213 less the database name's length
+  // there (computeMaxTableNameLength: metadata_dropped/<db>.<table>.<uuid>.sql must fit in 255), on CREATE and on
+  // RENAME alike; 18.16 has no such rule. EchoDB fits destination and rename-aside names to destinationNameLimit.
+  it('renames aside a long destination in a database with a long name, within what ClickHouse takes there', async () => {
     const longDatabase = `echodb_current_${crypto.randomBytes(6).toString('hex')}`;
     const name = 'o'.repeat(180);
-    const renamed = droppedTableName(name, AT);
-    expect(renamed).toHaveLength(200);
+    const limit = destinationNameLimit(longDatabase);
+    const renamed = droppedTableName(name, AT, limit);
+    expect(renamed).toHaveLength(limit);
     await on().command(`CREATE DATABASE ${quoteIdentifier(longDatabase)}`);
     try {
       await on().command(on().peerDbTable(longDatabase, name));
-      const rename = on().command(renameTable(longDatabase, name, renamed));
       if (current) {
-        await expect(rename).rejects.toThrow(`The max length of table name for database ${longDatabase} is 186`);
-      } else {
-        await rename;
+        // What the limit guards against: the name a database-blind 200-character limit gives.
+        await expect(on().command(renameTable(longDatabase, name, droppedTableName(name, AT)))).rejects.toThrow(
+          `The max length of table name for database ${longDatabase} is 186`,
+        );
       }
+      await on().command(renameTable(longDatabase, name, renamed));
+      expect(await exists(longDatabase, renamed)).toBe(true);
     } finally {
       await on().command(`DROP DATABASE ${quoteIdentifier(longDatabase)}`);
     }

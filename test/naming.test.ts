@@ -5,6 +5,7 @@ import {
   DESTINATION_NAME_MAX_LENGTH,
   MIRROR_NAME_MAX_LENGTH,
   describeCollision,
+  destinationNameLimit,
   destinationTableFor,
   droppedTableName,
   isValidMirrorName,
@@ -218,6 +219,23 @@ describe('destinationTableFor', () => {
       const name = destinationTableFor({ schema: table, table }, '{schema}_{table}_{schema}');
       expect(fileNameLength(name)).toBeLessThanOrEqual(DESTINATION_NAME_MAX_LENGTH);
     }
+  });
+});
+
+describe('destinationNameLimit', () => {
+  it('leaves 200 in a short database, and less as the database name grows in file names', () => {
+    expect(destinationNameLimit('echo')).toBe(DESTINATION_NAME_MAX_LENGTH);
+    expect(destinationNameLimit('default')).toBe(197);
+    expect(destinationNameLimit('echodb_current_0123456789ab')).toBe(204 - 27);
+    // Every character other than A-Z, a-z, 0-9 and _ takes three in ClickHouse's file names.
+    expect(destinationNameLimit('анализ')).toBe(204 - 6 * 2 * 3);
+    expect(destinationNameLimit('x'.repeat(250))).toBe(40);
+  });
+
+  it('bounds destination and rename-aside names', () => {
+    const long = { schema: 'public', table: 'x'.repeat(300) };
+    expect(fileNameLength(destinationTableFor(long, '{table}', 150))).toBeLessThanOrEqual(150);
+    expect(droppedTableName('y'.repeat(300), new Date(0), 150)).toHaveLength(150);
   });
 });
 
