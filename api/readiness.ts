@@ -5,6 +5,7 @@ import type pg from 'pg';
 import { readinessQuery } from '../lib/clickhouse-sql.js';
 import type { PeerDbClient } from '../lib/peerdb/client.js';
 import { checkSearchAttributes, describeSearchAttributeProblems } from '../lib/search-attribute-registration.js';
+import { tlsHint } from '../lib/tls.js';
 import { readMigrations } from '../sql/migrations.js';
 
 export interface ReadinessDependencies {
@@ -47,6 +48,19 @@ async function timed(work: () => Promise<void>): Promise<CheckResult> {
   }
 }
 
+/** A check whose TLS failure also says which variables to look at (lib/tls.ts tlsHint). */
+function withTlsHint(side: 'POSTGRES' | 'CLICKHOUSE', check: () => Promise<void>): () => Promise<void> {
+  return async () => {
+    try {
+      await check();
+    } catch (error) {
+      const hint = tlsHint(error, side);
+      if (hint === '') throw error;
+      throw new Error(`${error instanceof Error ? error.message : String(error)}${hint}`, { cause: error });
+    }
+  };
+}
+
 /**
  * Asks every dependency for a real answer, all at once: PostgreSQL (with EchoDB's tables at this release's
  * migration), ClickHouse (a query: its ping succeeds even with a wrong password), Temporal, Redis when leader
@@ -55,7 +69,7 @@ async function timed(work: () => Promise<void>): Promise<CheckResult> {
 export async function checkReadiness(deps: ReadinessDependencies): Promise<Readiness> {
   const expected = Math.max(...readMigrations().map((m) => m.version));
   const checks: Record<string, () => Promise<void>> = {
-    postgres: async () => {
+    postgres: withTlsHint('POSTGRES', async () => {
       const { rows } = await deps.postgres.query<{ installed: boolean }>(
         "SELECT to_regclass('echodb.schema_migrations') IS NOT NULL AS installed",
       );
@@ -65,10 +79,10 @@ export async function checkReadiness(deps: ReadinessDependencies): Promise<Readi
       );
       const version = versions[0]?.version ?? 0;
       if (version < expected) throw new Error(`EchoDB's tables are at migration ${version}, this release needs ${expected}: run echodb setup`);
-    },
-    clickhouse: async () => {
+    }),
+    clickhouse: withTlsHint('CLICKHOUSE', async () => {
       await (await deps.clickhouse.query({ query: readinessQuery(), format: 'JSONEachRow' })).json();
-    },
+    }),
     temporal: async () => {
       const { connection } = deps.temporal;
       const { namespace } = deps.temporal.options;

@@ -10,6 +10,7 @@ import { startPostgres } from '../lib/local-servers/postgres.js';
 import { freePorts } from '../lib/local-servers/ports.js';
 import { startPeerDbDouble, type PeerDbDouble } from './peerdb-double/index.js';
 import { runCli } from './support/cli.js';
+import { startEchoProcess } from './support/echo-process.js';
 import { startEchoStack, type EchoStack } from './support/echo-stack.js';
 import { createTestDatabase, type TestDatabase } from './support/database.js';
 import { until } from './support/until.js';
@@ -199,6 +200,28 @@ describe('the mirror lifecycle with PostgreSQL and ClickHouse over TLS only', ()
     expect(body.checks.postgres).toMatchObject({ ok: true });
     expect(body.checks.clickhouse).toMatchObject({ ok: true });
     expect(ready.status).toBe(200);
+  });
+
+  it('is not ready with a CA that did not sign the servers’ certificates, and says which variables to check', async () => {
+    const [healthPort, checkerPort] = await freePorts(2);
+    const api = await startEchoProcess({
+      ...stack.env,
+      HEALTH_PORT: String(healthPort),
+      CONSISTENCY_CHECKER_PORT: String(checkerPort),
+      POSTGRES_CA_FILE: certs.otherCaFile,
+      CLICKHOUSE_CA_FILE: certs.otherCaFile,
+    }, ['api']);
+    try {
+      const ready = await fetch(`http://127.0.0.1:${healthPort}/ready`);
+      const body = (await ready.json()) as { failed: string[] };
+      expect(ready.status).toBe(503);
+      expect(body.failed).toEqual(expect.arrayContaining([
+        expect.stringMatching(/^postgres: .*certificate.* \(the server's TLS certificate was refused: POSTGRES_CA_FILE must name the CA that signed it\)$/),
+        expect.stringMatching(/^clickhouse: .*certificate.* \(the server's TLS certificate was refused: CLICKHOUSE_CA_FILE must name the CA that signed it/),
+      ]));
+    } finally {
+      await api.stop();
+    }
   });
 });
 
