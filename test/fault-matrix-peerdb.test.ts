@@ -281,6 +281,34 @@ describe('PeerDB keeps a new mirror in SNAPSHOT', () => {
   }, 120_000);
 });
 
+describe('a create whose answer is lost', () => {
+  let stack: EchoStack;
+  // Time enough between the lost answer and the activity's retry to drop the table.
+  ownStack((started) => (stack = started), { ...FAST_WAITS, RETRY_DELAY: '3' });
+
+  itWithDouble('drops the mirror PeerDB made when its only table is renamed by the next attempt, then mirrors the new name', async () => {
+    const { sql, schema } = stack;
+    const creates = () => stack.peerdb.requests.filter((r) => r.path === '/v1/flows/cdc/create');
+    await sql.query(`CREATE TABLE ${schema}.lost_answer (id int PRIMARY KEY)`);
+    await sql.query(`INSERT INTO ${schema}.lost_answer SELECT generate_series(1, 4)`);
+    const mirror = mirrorOf(stack, 'lost_answer');
+    // PeerDB creates the mirror, and every answer to it and to the client's retries is lost until the breaker
+    // opens (PEERDB_FAILURE_THRESHOLD, 3 here): the activity's attempt fails with the mirror made.
+    stack.peerdb.knobs.loseAnswers = { path: '/v1/flows/cdc/create', count: 100 };
+    await stack.dispatchPending();
+    await until(async () => creates(), (requests) => requests.length >= 3, 30_000);
+    expect(stack.peerdb.mirrors().map((m) => m.name)).toContain(mirror);
+    // Before the next attempt (RETRY_DELAY later) the table takes another name (the 10-minute soak's case).
+    await sql.query(`ALTER TABLE ${schema}.lost_answer RENAME TO lost_renamed`);
+    stack.peerdb.knobs.loseAnswers = undefined;
+    await stack.dispatchPending();
+
+    await expectConverged(stack, { requireRunning: true });
+    expect(mirroredTables(stack)).toEqual([`${schema}.lost_renamed`]);
+    expect((await stack.waitForVerification('lost_renamed'))[0]?.status).toBe('match');
+  }, 120_000);
+});
+
 describe('MISSING_REPLICA_IDENTITY=set-full', () => {
   let stack: EchoStack;
   ownStack((started) => (stack = started), { ...FAST_WAITS, MISSING_REPLICA_IDENTITY: 'set-full' });

@@ -39,6 +39,12 @@ export interface Knobs {
   failedDropMs: number;
   /** Source table identifiers whose initial load fails (as when ClickHouse rejects its rows). */
   snapshotFails: string[];
+  /**
+   * The next `count` requests to `path` are carried out, but their answers are lost: the connection is closed
+   * instead. What a caller sees when a proxy or the network drops a connection after PeerDB acted, or when its
+   * own request timeout ends a request PeerDB went on to complete.
+   */
+  loseAnswers: { path: string; count: number } | undefined;
 }
 
 /** The knobs at rest: no fault injected; PeerDB's usual timings. */
@@ -55,6 +61,7 @@ export function defaultKnobs(): Knobs {
     dropLingerMs: 200,
     failedDropMs: 3000,
     snapshotFails: [],
+    loseAnswers: undefined,
   };
 }
 
@@ -105,7 +112,17 @@ export function createApp(deps: { api: FlowApi; knobs: Knobs; requests: RequestL
 
   for (const route of ROUTES) {
     app[route.method](route.path, async (_req: Request, res: Response) => {
-      res.json(await route.rpc(api, MessageFields.of(toJsonNames(res.locals.body))));
+      const outcome = await Promise.resolve()
+        .then(() => route.rpc(api, MessageFields.of(toJsonNames(res.locals.body))))
+        .then((answer: unknown) => ({ answer }), (error: unknown) => ({ error }));
+      const lost = knobs.loseAnswers;
+      if (lost?.path === route.path && lost.count > 0) {
+        knobs.loseAnswers = lost.count > 1 ? { ...lost, count: lost.count - 1 } : undefined;
+        res.socket?.destroy();
+        return;
+      }
+      if ('error' in outcome) throw outcome.error;
+      res.json(outcome.answer);
     });
   }
   // grpc-gateway answers a known path asked with another method with Unimplemented.
