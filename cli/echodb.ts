@@ -13,6 +13,7 @@ import { CircuitBreaker } from '../lib/circuit-breaker.js';
 import { isPeerDbOutage, PeerDbClient } from '../lib/peerdb/client.js';
 import { PeerUnreachable } from '../lib/peerdb/errors.js';
 import { describePeer, ensurePeers } from '../lib/peerdb/peers.js';
+import { unreachableStaging } from '../lib/peerdb/staging-reachability.js';
 import { installCapture, uninstallCapture, readMigrations } from '../sql/migrations.js';
 import { runDemo } from './demo.js';
 import type { OperationOptions } from './operations.js';
@@ -104,6 +105,9 @@ program
   .option('--no-schedule', 'leave Temporal alone: do not register the search attributes nor create the verify-all schedule (for a database set up before Temporal is reachable)')
   .action(async (options: { peers: boolean; schedule: boolean }) => {
     const config = loadConfig();
+    // Before anything is installed: PeerDB would accept such a peer, and every sync into it would fail.
+    const unreachable = options.peers ? unreachableStaging(config) : undefined;
+    if (unreachable !== undefined) throw new ConfigError([`PEERDB_S3_ENDPOINT: ${unreachable}`]);
     const applied = await onPostgres(config, 'install the SQL', (client) => installCapture(client));
     const target = describeTarget(config);
     if (applied.length === 0) {

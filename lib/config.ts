@@ -149,6 +149,20 @@ function httpUrl(fallback: string) {
   return parsed(fallback, convert, 'an http(s) URL', 'an address such as http://flow-api:8113');
 }
 
+/**
+ * An S3 endpoint of the one form PeerDB builds the staged files' URLs from (`<endpoint>/<bucket>/<key>`,
+ * connectors/utils/aws.go FileURLForS3Service); for any other it silently builds AWS URLs instead.
+ */
+function s3Endpoint() {
+  const convert = (raw: string) => (/^https?:\/\/[a-zA-Z0-9.-]+(:\d+)?$/.test(raw.trim()) ? raw.trim() : undefined);
+  return parsed<string | undefined>(
+    undefined,
+    convert,
+    'an S3 endpoint PeerDB accepts',
+    'http(s)://host or http(s)://host:port, without a path or a trailing slash, such as http://minio:9000',
+  );
+}
+
 /** A name template: it must hold one of `required`, and no placeholder but {schema} and {table}. */
 function template<Fallback extends string | undefined>(fallback: Fallback, required: readonly string[]) {
   const convert = (raw: string) => {
@@ -192,6 +206,11 @@ const variables = z
     CLICKHOUSE_TLS_SERVER_NAME: optionalText(),
     CLICKHOUSE_PEER_HOST: optionalText(),
     CLICKHOUSE_PEER_PORT: optionalPort(),
+    PEERDB_S3_BUCKET: optionalText(),
+    PEERDB_S3_ENDPOINT: s3Endpoint(),
+    PEERDB_S3_REGION: text('us-east-1'),
+    PEERDB_S3_ACCESS_KEY_ID: optionalText(),
+    PEERDB_S3_SECRET_ACCESS_KEY: optionalText(),
 
     REDIS_HOST: optionalText(),
     REDIS_PORT: port(6379),
@@ -277,6 +296,21 @@ const variables = z
       problem(name, 'is set but CLICKHOUSE_SECURE is not true; expected CLICKHOUSE_SECURE=true, or no TLS settings');
     }
   })
+  .superRefine((env, ctx) => {
+    // PEERDB_S3_BUCKET decides whether the ClickHouse peer carries its own staging; the rest only go with it.
+    const problem = (variable: string, message: string) => ctx.addIssue({ code: 'custom', path: [variable], message });
+    const stagingParts = ['PEERDB_S3_ENDPOINT', 'PEERDB_S3_ACCESS_KEY_ID', 'PEERDB_S3_SECRET_ACCESS_KEY'] as const;
+    if (env.PEERDB_S3_BUCKET === undefined) {
+      for (const name of stagingParts.filter((part) => env[part] !== undefined)) {
+        problem(name, "is set while PEERDB_S3_BUCKET is unset; expected PEERDB_S3_BUCKET too (without it the ClickHouse peer carries no staging and PeerDB's own PEERDB_CLICKHOUSE_AWS_* settings apply)");
+      }
+      return;
+    }
+    for (const name of ['PEERDB_S3_ACCESS_KEY_ID', 'PEERDB_S3_SECRET_ACCESS_KEY'] as const) {
+      if (env[name] !== undefined) continue;
+      problem(name, 'is unset while PEERDB_S3_BUCKET is set; expected the key pair PeerDB and ClickHouse read the staging bucket with (docker-compose.yml gives MINIO_ROOT_USER and MINIO_ROOT_PASSWORD)');
+    }
+  })
   .superRefine(
     (env, ctx) => {
       const { LEADER_ELECTION_INTERVAL: intervalMs, LEADER_ELECTION_TTL: ttlMs } = env;
@@ -351,6 +385,22 @@ function toConfig(env: Variables) {
       /** ClickHouse as PeerDB's containers reach it, for the destination peer; PeerDB speaks the native protocol. */
       peerHost: env.CLICKHOUSE_PEER_HOST ?? env.CLICKHOUSE_HOST,
       peerPort: env.CLICKHOUSE_PEER_PORT ?? (env.CLICKHOUSE_SECURE ? 9440 : 9000),
+      /**
+       * `staging`: the S3 staging PeerDB writes this destination's batches to, for the peer. ClickHouse reads each
+       * batch from the endpoint itself, so both must reach it. Absent without PEERDB_S3_BUCKET: PeerDB's own
+       * settings apply.
+       */
+      ...(env.PEERDB_S3_BUCKET === undefined ? {} : {
+        staging: {
+          bucket: env.PEERDB_S3_BUCKET,
+          /** Unset: AWS S3 in `region`. */
+          endpoint: env.PEERDB_S3_ENDPOINT,
+          region: env.PEERDB_S3_REGION,
+          // Both set: checked with PEERDB_S3_BUCKET above.
+          accessKeyId: env.PEERDB_S3_ACCESS_KEY_ID ?? '',
+          secretAccessKey: env.PEERDB_S3_SECRET_ACCESS_KEY ?? '',
+        },
+      }),
     },
     /** null without REDIS_HOST: leader election then uses a PostgreSQL advisory lock. */
     redis: env.REDIS_HOST === undefined

@@ -6,7 +6,9 @@ import { fileURLToPath } from 'node:url';
 import { parse as parseDotenv } from 'dotenv';
 import { describe, expect, it } from 'vitest';
 import { parse as parseYaml } from 'yaml';
-import { CONFIG_VARIABLES, loadConfig } from '../lib/config.js';
+import { CONFIG_VARIABLES, loadConfig, VARIABLE_ALIASES } from '../lib/config.js';
+import { echoDbPeers } from '../lib/peerdb/peers.js';
+import { unreachableStaging } from '../lib/peerdb/staging-reachability.js';
 import { searchAttributeTypes } from '../lib/search-attributes.js';
 
 // The compose stack cannot run here (no Docker engine): these tests check docker-compose.yml statically, and
@@ -17,6 +19,7 @@ const COMPOSE_FILE = join(ROOT, 'docker-compose.yml');
 const composeText = readFileSync(COMPOSE_FILE, 'utf8');
 const exampleText = readFileSync(join(ROOT, '.env.example'), 'utf8');
 const exampleEnv = parseDotenv(exampleText);
+const deploymentDoc = readFileSync(join(ROOT, 'docs/deployment.md'), 'utf8');
 
 /** The original manual's services and the host ports each publishes. */
 const MANUAL_PORTS: Record<string, number[]> = {
@@ -36,11 +39,70 @@ const MANUAL_PORTS: Record<string, number[]> = {
   'consistency-checker': [8090],
 };
 const ECHODB_SERVICES = ['auto-setup', 'auto-mirror-worker-1', 'auto-mirror-worker-2', 'consistency-checker'];
+const LONG_LIVED = ECHODB_SERVICES.slice(1);
 const CONDITIONS = ['service_started', 'service_healthy', 'service_completed_successfully'];
 const INSTALL_HINT = 'apt-get install -y --no-install-recommends docker-compose (or: bash scripts/install.sh)';
 
+/**
+ * PeerDB's own docker-compose.yml at tag v0.37.4 (commit a2cf85a), read with
+ * `git show v0.37.4:docker-compose.yml` in PeerDB-io/peerdb. Its services keep their names here.
+ */
+const UPSTREAM = {
+  /** Who waits for whom, with which condition (a list entry is service_started). */
+  dependsOn: {
+    catalog: {},
+    temporal: { catalog: 'service_healthy' },
+    'temporal-admin-tools': { temporal: 'service_started' },
+    'temporal-ui': { temporal: 'service_started' },
+    'flow-api': { 'temporal-admin-tools': 'service_healthy' },
+    'flow-snapshot-worker': { 'temporal-admin-tools': 'service_healthy' },
+    'flow-worker': { 'temporal-admin-tools': 'service_healthy' },
+    peerdb: { catalog: 'service_healthy' },
+    'peerdb-ui': { 'flow-api': 'service_started' },
+    minio: {},
+  } as Record<string, Record<string, string>>,
+  /** Its third-party images, pinned by digest (minio as minio/minio:latest@...). */
+  digests: {
+    catalog: 'sha256:9a8afca54e7861fd90fab5fdf4c42477a6b1cb7d293595148e674e0a3181de15',
+    temporal: 'sha256:f14912b699cf73015ad5c4fc18d522d4b014db90e794039214dfb7c022c2644f',
+    'temporal-admin-tools': 'sha256:da0c7a7982b571857173ab8f058e7f139b3054800abb4dcb100445d29a563ee8',
+    'temporal-ui': 'sha256:b839b5c798770896c78058db1647d325a19b3acef7fa1fbd9a23fabb1dd7feb2',
+    minio: 'sha256:14cea493d9a34af32f524e538b8346cf79f3321eff8e708c1e2960462bd8936e',
+  } as Record<string, string>,
+  /** PeerDB's own images go by tag (renovate.json5 turns pinDigest off for ghcr.io/peerdb-io/** there). */
+  peerdbImages: ['flow-api', 'flow-snapshot-worker', 'flow-worker', 'peerdb', 'peerdb-ui'],
+  /** Names a second stack on the same host must not take. */
+  project: 'peerdb-quickstart',
+  network: 'peerdb_network',
+  containers: ['catalog', 'temporal', 'temporal-admin-tools', 'temporal-ui', 'flow_api', 'flow-snapshot-worker', 'flow-worker', 'peerdb-server', 'peerdb-ui', 'peerdb-quickstart-minio-1'],
+  volumes: ['peerdb-quickstart_pgdata', 'peerdb-quickstart_minio-data'],
+  hostPorts: [9901, 7233, 8085, 8112, 8113, 9900, 3000, 9001, 9002],
+};
+
+/** Images the stack does not pin by digest, and why. */
+const NOT_PINNED: Record<string, string> = {
+  postgres: "the user's source database; PeerDB's compose file has none to follow (POSTGRES_IMAGE can carry a digest)",
+  clickhouse: "the user's destination; not in PeerDB's compose file (CLICKHOUSE_IMAGE can carry a digest)",
+  redis: "EchoDB's leader election; not in PeerDB's compose file (REDIS_IMAGE can carry a digest)",
+  'flow-api': "PeerDB's own image: by tag, as PeerDB's compose file has it",
+  'flow-snapshot-worker': "PeerDB's own image: by tag, as PeerDB's compose file has it",
+  'flow-worker': "PeerDB's own image: by tag, as PeerDB's compose file has it",
+  peerdb: "PeerDB's own image: by tag, as PeerDB's compose file has it",
+  'peerdb-ui': "PeerDB's own image: by tag, as PeerDB's compose file has it",
+  'auto-setup': 'built from ./Dockerfile, whose base image is pinned by digest',
+  'auto-mirror-worker-1': 'built from ./Dockerfile, whose base image is pinned by digest',
+  'auto-mirror-worker-2': 'built from ./Dockerfile, whose base image is pinned by digest',
+  'consistency-checker': 'built from ./Dockerfile, whose base image is pinned by digest',
+};
+
+/** Host ports by service: EchoDB's APIs on ECHODB_PUBLISH_ADDRESS, MinIO's S3 API on MINIO_PUBLISH_ADDRESS. */
+const ECHODB_API_PORTS = ['auto-mirror-worker-1:8080', 'auto-mirror-worker-2:8081', 'consistency-checker:8090'];
+const MINIO_API_PORT = 'minio:9000';
+
 interface Service {
   image?: string;
+  build?: unknown;
+  container_name?: string;
   command?: string | string[];
   restart?: string;
   environment?: Record<string, string | number | null> | string[];
@@ -52,8 +114,8 @@ interface Service {
 }
 interface ComposeFile {
   services: Record<string, Service>;
-  volumes?: Record<string, unknown>;
-  networks?: Record<string, unknown>;
+  volumes?: Record<string, { name?: string } | null>;
+  networks?: Record<string, { name?: string }>;
 }
 
 /** Compose's interpolation of one value: $$, ${NAME}, ${NAME:-default} (unset or empty) and ${NAME-default} (unset). */
@@ -90,8 +152,42 @@ const environmentOf = (service: Service): Record<string, string> =>
 /** "127.0.0.1:5432:5432" -> 5432; "5432:5432/tcp" -> 5432. */
 const hostPort = (mapping: string): number => Number(mapping.replace(/\/\w+$/, '').split(':').at(-2));
 
+/** Every published port: `service:containerPort` -> the host address and port it is published on. */
+function publishedPorts(stack: Record<string, Service>): Record<string, { address: string; port: number }> {
+  return Object.fromEntries(
+    Object.entries(stack).flatMap(([name, service]) =>
+      (service.ports ?? []).map((mapping) => {
+        const parts = mapping.replace(/\/\w+$/, '').split(':');
+        expect(parts, `${name}: ${mapping} names its host address`).toHaveLength(3);
+        return [`${name}:${parts[2]}`, { address: parts[0]!, port: Number(parts[1]) }];
+      }),
+    ),
+  );
+}
+
+/** The first ```sh block under a heading of docs/deployment.md, as the .env lines it holds. */
+function docBlock(heading: string): Record<string, string> {
+  const start = deploymentDoc.indexOf(`\n${heading}\n`);
+  expect(start, `docs/deployment.md has the heading ${heading}`).toBeGreaterThan(-1);
+  const block = /```sh\n([\s\S]*?)```/.exec(deploymentDoc.slice(start))?.[1] ?? '';
+  return parseDotenv(block);
+}
+
+/**
+ * A .env made from .env.example with these lines added, as the manual tells a user to (under its names:
+ * .env.example sets neither spelling of an aliased variable, so CLICKHOUSE_DATABASE meets no CLICKHOUSE_DB).
+ */
+function editedExample(lines: Record<string, string>): Record<string, string> {
+  for (const [alias, name] of Object.entries(VARIABLE_ALIASES)) {
+    if (lines[alias] !== undefined) expect(exampleEnv[name], `.env.example sets ${name}, which ${alias} would meet`).toBeUndefined();
+  }
+  return { ...exampleEnv, ...lines };
+}
+
 const compose = loadCompose(exampleEnv);
 const services = compose.services;
+const configOf = (env: Record<string, string>, service = 'auto-setup') =>
+  loadConfig({ env: environmentOf(loadCompose(env).services[service]!), envFile: false });
 
 function runDockerCompose(args: string[]): Promise<{ code: number | string; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
@@ -141,6 +237,28 @@ describe('docker-compose.yml', () => {
     for (const name of Object.keys(services)) visit(name, []);
   });
 
+  it("starts PeerDB's services in the order of PeerDB's own compose file at v0.37.4, with the same conditions", () => {
+    const ours = Object.fromEntries(Object.keys(UPSTREAM.dependsOn).map((name) => [name, dependenciesOf(services[name]!)]));
+    expect(ours).toEqual(UPSTREAM.dependsOn);
+  });
+
+  it("starts auto-setup once PeerDB's catalog has its tables, and EchoDB's long-lived services once setup succeeded", () => {
+    // peerdb-server migrates the catalog before it listens on 9900 (nexus/server/src/main.rs): its healthcheck asks 9900.
+    expect([services.peerdb!.healthcheck?.test].flat().join(' ')).toMatch(/pg_isready .*-p 9900/);
+    expect(dependenciesOf(services['auto-setup']!)).toEqual({
+      peerdb: 'service_healthy',
+      clickhouse: 'service_healthy',
+      postgres: 'service_healthy',
+      'flow-api': 'service_healthy',
+      'temporal-admin-tools': 'service_healthy',
+      // PeerDB's validation of the ClickHouse peer writes to the staging bucket.
+      'minio-setup': 'service_completed_successfully',
+    });
+    for (const name of LONG_LIVED) {
+      expect(dependenciesOf(services[name]!), name).toMatchObject({ 'auto-setup': 'service_completed_successfully' });
+    }
+  });
+
   it('declares every network and named volume its services use, and has every file it mounts', () => {
     const networks = new Set(['default', ...Object.keys(compose.networks ?? {})]);
     const volumes = new Set(Object.keys(compose.volumes ?? {}));
@@ -158,31 +276,76 @@ describe('docker-compose.yml', () => {
       }
     }
     expect(problems).toEqual([]);
-    expect(compose.networks?.default).toEqual({ name: 'peerdb_network' });
+  });
+
+  it("takes no name PeerDB's quickstart takes on the same host: project, containers, volumes, network; its ports can move", () => {
+    for (const env of [exampleEnv, {}]) {
+      const stack = loadCompose(env);
+      expect(stack.networks?.default?.name).toBe('echodb-network');
+      const volumeNames = Object.values(stack.volumes ?? {}).map((volume) => volume?.name);
+      expect(volumeNames).toEqual(['echodb_postgres_data', 'echodb_clickhouse_data', 'echodb_catalog_data', 'echodb_minio_data']);
+      expect(volumeNames.filter((name) => UPSTREAM.volumes.includes(name!))).toEqual([]);
+    }
+    expect(exampleEnv.COMPOSE_PROJECT_NAME).not.toBe(UPSTREAM.project);
+    expect(exampleEnv.NETWORK_NAME).not.toBe(UPSTREAM.network);
+    // Compose names each container <project>-<service>-1 unless container_name says otherwise, as PeerDB's do.
+    expect(Object.entries(services).filter(([, service]) => service.container_name !== undefined)).toEqual([]);
+    const containers = Object.keys(services).map((name) => `${exampleEnv.COMPOSE_PROJECT_NAME}-${name}-1`);
+    expect(containers.filter((name) => UPSTREAM.containers.includes(name))).toEqual([]);
+
+    // The manual's ports are PeerDB's quickstart's too; docs/deployment.md's block moves every one of them.
+    const beside = publishedPorts(loadCompose({ ...exampleEnv, ...docBlock("### Beside PeerDB's quickstart") }).services);
+    expect(Object.values(beside).map(({ port }) => port).filter((port) => UPSTREAM.hostPorts.includes(port))).toEqual([]);
+  });
+
+  it("gives the manual's container names with Compose v2 (echodb-<service>-1), and the docs say docker-compose v1's", () => {
+    const project = exampleEnv.COMPOSE_PROJECT_NAME!;
+    expect(project).toBe('echodb');
+    const v2 = new Set(Object.keys(services).map((name) => `${project}-${name}-1`));
+    // The original manual's commands, and every docker exec / docker logs of docs/deployment.md.
+    const manual = ['echodb-postgres-1', 'echodb-auto-setup-1', 'echodb-clickhouse-1', 'echodb-peerdb-1', 'echodb-auto-mirror-worker-1-1'];
+    const documented = [...deploymentDoc.matchAll(/docker (?:exec(?: -it)?|logs(?: -f)?) (echodb-[a-z0-9-]+-1)\b/g)].map((match) => match[1]!);
+    expect(documented.length).toBeGreaterThan(3);
+    expect([...manual, ...documented].filter((name) => !v2.has(name))).toEqual([]);
+    expect(deploymentDoc).toContain('echodb_auto-mirror-worker-1_1');
+    expect(deploymentDoc).toContain('echodb_postgres_1');
   });
 
   it('documents in .env.example every variable it reads', () => {
     const read = new Set([...composeText.matchAll(/(?<!\$)\$\{([A-Za-z_][A-Za-z0-9_]*)/g)].map((match) => match[1]!));
-    const undocumented = [...read].filter((name) => !new RegExp(`^(# )?${name}=`, 'm').test(exampleText));
-    expect(undocumented).toEqual([]);
+    // A line NAME= (commented out or not), or, for the original manual's other spellings, a comment naming it.
+    const documented = (name: string) =>
+      new RegExp(`^(# )?${name}=`, 'm').test(exampleText) || new RegExp(`^#.*\\b${name}\\b`, 'm').test(exampleText);
+    expect([...read].filter((name) => !documented(name))).toEqual([]);
     expect(read.size).toBeGreaterThan(CONFIG_VARIABLES.length);
     expect(exampleEnv.COMPOSE_PROJECT_NAME).toBe('echodb');
     expect(composeText).not.toMatch(/^name:/m);
   });
 
-  it("gives each EchoDB service a configuration EchoDB accepts, pointing at PeerDB's Temporal and flow-api", () => {
+  it("gives each EchoDB service every variable EchoDB reads, and a configuration it accepts, pointing at the stack", () => {
     for (const env of [exampleEnv, {}]) {
       const stack = loadCompose(env).services;
+      const peerdbEnvironment = environmentOf(stack['flow-worker']!);
       for (const name of ECHODB_SERVICES) {
         const environment = environmentOf(stack[name]!);
         expect(Object.keys(environment).sort(), name).toEqual([...CONFIG_VARIABLES].sort());
-        expect(environment, name).toMatchObject({ TEMPORAL_ADDRESS: 'temporal:7233', PEERDB_API_URL: 'http://flow-api:8113', WORKER_ID: name });
+        expect(environment, name).toMatchObject({ PEERDB_API_URL: 'http://flow-api:8113', WORKER_ID: name });
         const config = loadConfig({ env: environment, envFile: false });
         expect(config.temporal, name).toEqual({ address: 'temporal:7233', namespace: 'default', taskQueue: 'echodb' });
         expect(config.peerdb.apiUrl).toBe('http://flow-api:8113');
         expect(config.postgres).toMatchObject({ host: 'postgres', port: 5432, database: 'echodb', user: 'echodb', peerHost: 'postgres' });
         expect(config.clickhouse).toMatchObject({ host: 'clickhouse', port: 8123, peerHost: 'clickhouse', peerPort: 9000 });
         expect(config.redis).toMatchObject({ host: 'redis', password: 'echodb' });
+        // The ClickHouse peer's staging is PeerDB's own: the stack's MinIO and bucket, with MinIO's root user.
+        expect(config.clickhouse.staging).toEqual({
+          bucket: peerdbEnvironment.PEERDB_CLICKHOUSE_AWS_S3_BUCKET_NAME,
+          endpoint: peerdbEnvironment.PEERDB_CLICKHOUSE_AWS_CREDENTIALS_AWS_ENDPOINT_URL_S3,
+          region: peerdbEnvironment.PEERDB_CLICKHOUSE_AWS_CREDENTIALS_AWS_REGION,
+          accessKeyId: environmentOf(stack.minio!).MINIO_ROOT_USER,
+          secretAccessKey: environmentOf(stack.minio!).MINIO_ROOT_PASSWORD,
+        });
+        expect(config.clickhouse.staging?.endpoint).toBe('http://minio:9000');
+        expect(unreachableStaging(config)).toBeUndefined();
         // The stack's own databases are set up with the same credentials EchoDB is given.
         expect(environmentOf(stack.postgres!)).toMatchObject({ POSTGRES_DB: 'echodb', POSTGRES_USER: 'echodb', POSTGRES_PASSWORD: config.postgres.password });
         expect(environmentOf(stack.clickhouse!)).toMatchObject({ CLICKHOUSE_USER: config.clickhouse.user, CLICKHOUSE_PASSWORD: config.clickhouse.password });
@@ -191,20 +354,107 @@ describe('docker-compose.yml', () => {
     }
   });
 
-  it('reaches a remote PostgreSQL and a remote ClickHouse through .env alone', () => {
-    const remote = {
-      ...exampleEnv,
-      POSTGRES_HOST: 'pg.example.com',
-      POSTGRES_PASSWORD: 'pg-secret',
-      POSTGRES_SSLMODE: 'require',
-      CLICKHOUSE_HOST: 'ch.example.com',
-      CLICKHOUSE_PEER_PORT: '9440',
-    };
-    for (const name of ECHODB_SERVICES) {
-      const config = loadConfig({ env: environmentOf(loadCompose(remote).services[name]!), envFile: false });
-      expect(config.postgres).toMatchObject({ host: 'pg.example.com', peerHost: 'pg.example.com', password: 'pg-secret', sslMode: 'require' });
-      expect(config.clickhouse).toMatchObject({ host: 'ch.example.com', peerHost: 'ch.example.com', peerPort: 9440 });
+  it('mounts ./certs read-only at /certs in every EchoDB container, for the *_FILE variables', () => {
+    for (const name of ECHODB_SERVICES) expect(services[name]!.volumes, name).toContain('./certs:/certs:ro');
+    const certificates = { CLICKHOUSE_SECURE: 'true', CLICKHOUSE_CA_FILE: '/certs/clickhouse-ca.pem', POSTGRES_SSLMODE: 'verify-full', POSTGRES_KEY_FILE: '/certs/postgres-client.key' };
+    const environment = environmentOf(loadCompose({ ...exampleEnv, ...certificates }).services['auto-mirror-worker-1']!);
+    expect(environment).toMatchObject(certificates);
+  });
+
+  describe("the original manual's scenarios, by .env alone", () => {
+    it('1 and 2, local and on a VM: the default .env answers on the VM\'s address on EchoDB\'s ports, and on no other', () => {
+      for (const env of [exampleEnv, {}]) {
+        const ports = publishedPorts(loadCompose(env).services);
+        for (const [port, { address }] of Object.entries(ports)) {
+          expect(address, port).toBe(ECHODB_API_PORTS.includes(port) ? '0.0.0.0' : '127.0.0.1');
+        }
+        expect(Object.keys(ports)).toEqual(expect.arrayContaining(ECHODB_API_PORTS));
+      }
+    });
+
+    it("3A, a remote PostgreSQL: EchoDB and PeerDB's source peer use it; ClickHouse stays the stack's", () => {
+      const env = editedExample(docBlock('#### 3A. Remote PostgreSQL'));
+      for (const name of ECHODB_SERVICES) {
+        const config = configOf(env, name);
+        expect(config.postgres).toMatchObject({ host: 'your-postgres.example.com', peerHost: 'your-postgres.example.com', user: 'your_remote_user', password: 'your_remote_password', database: 'your_remote_db', sslMode: 'require' });
+        expect(config.clickhouse).toMatchObject({ host: 'clickhouse', peerHost: 'clickhouse' });
+        expect(unreachableStaging(config)).toBeUndefined();
+      }
+    });
+
+    it("3B, a remote ClickHouse: setup refuses the stack-only staging endpoint, and accepts the MinIO the docs publish", () => {
+      const remote = {
+        CLICKHOUSE_HOST: 'your-clickhouse.example.com',
+        CLICKHOUSE_PORT: '8123',
+        CLICKHOUSE_USER: 'your_remote_user',
+        CLICKHOUSE_PASSWORD: 'your_remote_password',
+        CLICKHOUSE_DATABASE: 'your_remote_db',
+      };
+      // The manual's lines alone: ClickHouse would never read what PeerDB stages at http://minio:9000.
+      const manualOnly = configOf(editedExample(remote));
+      expect(manualOnly.clickhouse).toMatchObject({ host: 'your-clickhouse.example.com', peerHost: 'your-clickhouse.example.com', database: 'your_remote_db', user: 'your_remote_user' });
+      expect(unreachableStaging(manualOnly)).toMatch(/^"http:\/\/minio:9000" is PeerDB's S3 staging, which ClickHouse at your-clickhouse\.example\.com .*PEERDB_S3_ENDPOINT=http:\/\/<Docker host>:9001/);
+
+      // With docs/deployment.md's lines: the stack's MinIO on the Docker host's address, for PeerDB and ClickHouse.
+      const documented = docBlock('#### 3B. Remote ClickHouse');
+      const env = editedExample({ ...remote, ...documented });
+      const config = configOf(env);
+      expect(unreachableStaging(config)).toBeUndefined();
+      const stack = loadCompose(env).services;
+      expect(environmentOf(stack['flow-worker']!).PEERDB_CLICKHOUSE_AWS_CREDENTIALS_AWS_ENDPOINT_URL_S3).toBe(documented.PEERDB_S3_ENDPOINT);
+      const [, target] = echoDbPeers(config);
+      expect(target).toMatchObject({ type: 'CLICKHOUSE', clickhouseConfig: { endpoint: documented.PEERDB_S3_ENDPOINT, s3Path: 's3://peerdbbucket' } });
+      // MinIO's S3 API, and nothing more, leaves the loopback.
+      const ports = publishedPorts(stack);
+      for (const [port, { address }] of Object.entries(ports)) {
+        expect(address, port).toBe(ECHODB_API_PORTS.includes(port) || port === MINIO_API_PORT ? '0.0.0.0' : '127.0.0.1');
+      }
+    });
+
+    it('3C, both remote: each side as in 3A and 3B', () => {
+      const env = editedExample(docBlock('#### 3C. Both remote'));
+      const config = configOf(env);
+      expect(config.postgres).toMatchObject({ host: 'postgres1.example.com', database: 'production_db' });
+      expect(config.clickhouse).toMatchObject({ host: 'clickhouse.example.com', database: 'analytics_db' });
+      expect(unreachableStaging(config)).toBeUndefined();
+      expect(publishedPorts(loadCompose(env).services)[MINIO_API_PORT]?.address).toBe('0.0.0.0');
+    });
+  });
+
+  it("publishes PeerDB's Flow API, its catalog, Temporal, MinIO and the databases beyond the loopback only when asked, each by its own variable", () => {
+    // catalog and temporal are never published (PeerDB publishes them on 9901 and 7233).
+    expect(services.catalog!.ports).toBeUndefined();
+    expect(services.temporal!.ports).toBeUndefined();
+    const ports = publishedPorts(loadCompose({ ...exampleEnv, PUBLISH_ADDRESS: '10.0.0.5' }).services);
+    for (const [port, { address }] of Object.entries(ports)) {
+      const expected = ECHODB_API_PORTS.includes(port) ? '0.0.0.0' : port === MINIO_API_PORT ? '127.0.0.1' : '10.0.0.5';
+      expect(address, port).toBe(expected);
     }
+    const local = publishedPorts(loadCompose({ ...exampleEnv, ECHODB_PUBLISH_ADDRESS: '127.0.0.1' }).services);
+    expect(Object.values(local).map(({ address }) => address)).toEqual(Object.values(local).map(() => '127.0.0.1'));
+  });
+
+  it("puts PeerDB's UI behind a password and a session secret", () => {
+    for (const env of [exampleEnv, {}]) {
+      const ui = environmentOf(loadCompose(env).services['peerdb-ui']!);
+      expect(ui.PEERDB_PASSWORD).not.toBe('');
+      expect(ui.NEXTAUTH_SECRET).not.toBe('');
+    }
+    const ui = environmentOf(loadCompose({ ...exampleEnv, PEERDB_PASSWORD: 'ui-secret', PEERDB_NEXTAUTH_SECRET: 'session-secret' }).services['peerdb-ui']!);
+    expect(ui).toMatchObject({ PEERDB_PASSWORD: 'ui-secret', NEXTAUTH_SECRET: 'session-secret' });
+  });
+
+  it("pins every image by digest, PeerDB's third-party ones by PeerDB's digests, or says why not", () => {
+    for (const env of [exampleEnv, {}]) {
+      const stack = loadCompose(env).services;
+      const unexplained = Object.entries(stack)
+        .filter(([name, service]) => !/@sha256:[0-9a-f]{64}$/.test(service.image ?? '') && NOT_PINNED[name] === undefined)
+        .map(([name, service]) => `${name}: ${service.image}`);
+      expect(unexplained).toEqual([]);
+      for (const [name, digest] of Object.entries(UPSTREAM.digests)) expect(stack[name]!.image, name).toMatch(new RegExp(`@${digest}$`));
+      for (const name of UPSTREAM.peerdbImages) expect(stack[name]!.image, name).toMatch(/^ghcr\.io\/peerdb-io\/[a-z-]+:stable-v0\.37\.4$/);
+    }
+    for (const name of ECHODB_SERVICES) expect(services[name]!.build, name).toEqual({ context: '.' });
   });
 
   it('runs setup once, then two workers with every role and the consistency checker with the API', () => {
@@ -213,7 +463,7 @@ describe('docker-compose.yml', () => {
     expect(roles('auto-mirror-worker-1')).toEqual({ command: ['run', '--roles', 'worker,listener,api'], healthPort: '8080' });
     expect(roles('auto-mirror-worker-2')).toEqual({ command: ['run', '--roles', 'worker,listener,api'], healthPort: '8081' });
     expect(roles('consistency-checker')).toEqual({ command: ['run', '--roles', 'api'], healthPort: '8090' });
-    for (const name of ECHODB_SERVICES.slice(1)) {
+    for (const name of LONG_LIVED) {
       expect(dependenciesOf(services[name]!), name).toMatchObject({
         'auto-setup': 'service_completed_successfully',
         'flow-api': 'service_healthy',
@@ -241,12 +491,20 @@ describe('docker-compose.yml', () => {
     expect(setting('max_wal_senders')).toBeGreaterThanOrEqual(setting('max_replication_slots'));
   });
 
-  it('passes `docker-compose config -q` (docker-compose 1.29, offline) with a .env made from .env.example, and with none', async () => {
+  it('passes `docker-compose config -q` (docker-compose 1.29, offline) with .env.example, with no .env, and in each scenario', async () => {
     const version = await runDockerCompose(['version', '--short']);
     if (version.code === 'ENOENT') throw new Error(`docker-compose is not installed: ${INSTALL_HINT}`);
     const dir = mkdtempSync(join(tmpdir(), 'echodb-compose-'));
+    const asDotenv = (env: Record<string, string>) => Object.entries(env).map(([name, value]) => `${name}=${value}\n`).join('');
     try {
-      for (const [file, text] of [['example.env', exampleText], ['empty.env', '']] as const) {
+      const files: [string, string][] = [
+        ['example.env', exampleText],
+        ['empty.env', ''],
+        ['3b.env', asDotenv(editedExample(docBlock('#### 3B. Remote ClickHouse')))],
+        ['3c.env', asDotenv(editedExample(docBlock('#### 3C. Both remote')))],
+        ['beside-peerdb.env', asDotenv({ ...exampleEnv, ...docBlock("### Beside PeerDB's quickstart") })],
+      ];
+      for (const [file, text] of files) {
         writeFileSync(join(dir, file), text);
         const result = await runDockerCompose(['--env-file', join(dir, file), '-f', COMPOSE_FILE, 'config', '-q']);
         expect(result, file).toEqual({ code: 0, stdout: '', stderr: '' });
@@ -269,5 +527,11 @@ describe('Dockerfile', () => {
     expect(runtime).toContain('CMD ["run"]');
     expect(runtime).toMatch(/^HEALTHCHECK .*\n.*process\.env\.HEALTH_PORT \|\| 8080\}\/health/m);
     expect((JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { bin: unknown }).bin).toEqual({ echodb: 'dist/cli/echodb.js' });
+  });
+
+  it('builds on Node 24 LTS, pinned by digest, in every stage, and says how to refresh the digest', () => {
+    expect(dockerfile).toMatch(/^ARG NODE_IMAGE=node:24-bookworm-slim@sha256:[0-9a-f]{64}$/m);
+    expect([...dockerfile.matchAll(/^FROM (\S+)/gm)].map((match) => match[1])).toEqual(['${NODE_IMAGE}', '${NODE_IMAGE}']);
+    expect(dockerfile).toContain('docker buildx imagetools inspect node:24-bookworm-slim');
   });
 });

@@ -296,7 +296,7 @@ describe('a create whose answer is lost', () => {
     // opens (PEERDB_FAILURE_THRESHOLD, 3 here): the activity's attempt fails with the mirror made.
     stack.peerdb.knobs.loseAnswers = { path: '/v1/flows/cdc/create', count: 100 };
     await stack.dispatchPending();
-    await until(async () => creates(), (requests) => requests.length >= 3, 30_000);
+    await until(() => Promise.resolve(creates()), (requests) => requests.length >= 3, 30_000);
     expect(stack.peerdb.mirrors().map((m) => m.name)).toContain(mirror);
     // Before the next attempt (RETRY_DELAY later) the table takes another name (the 10-minute soak's case).
     await sql.query(`ALTER TABLE ${schema}.lost_answer RENAME TO lost_renamed`);

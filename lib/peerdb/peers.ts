@@ -1,7 +1,7 @@
 import type { Config } from '../config.js';
 import { tlsMaterial } from '../tls.js';
 import type { PeerDbClient } from './client.js';
-import type { Peer } from './types.js';
+import type { ClickhouseConfig, Peer } from './types.js';
 
 /**
  * The two peers every mirror reads from and writes to: the source PostgreSQL and the destination ClickHouse, as
@@ -41,9 +41,26 @@ export function echoDbPeers(config: Config): [source: Peer, target: Peer] {
         ...(clickhouseTls.ca === undefined ? {} : { rootCa: clickhouseTls.ca }),
         ...(clickhouseTls.cert === undefined ? {} : { certificate: clickhouseTls.cert, privateKey: clickhouseTls.key! }),
         ...(config.clickhouse.tlsServerName === undefined ? {} : { tlsHost: config.clickhouse.tlsServerName }),
+        ...stagingFields(config.clickhouse.staging),
       },
     },
   ];
+}
+
+/**
+ * The staging the ClickHouse peer carries, which PeerDB prefers to its PEERDB_CLICKHOUSE_AWS_* settings
+ * (connectors/clickhouse/staging_s3.go newS3StagingStore): no prefix in the path, since PeerDB puts the mirror's name
+ * in every staged file's key.
+ */
+function stagingFields(staging: Config['clickhouse']['staging']): Partial<ClickhouseConfig> {
+  if (staging === undefined) return {};
+  return {
+    s3Path: `s3://${staging.bucket}`,
+    accessKeyId: staging.accessKeyId,
+    secretAccessKey: staging.secretAccessKey,
+    region: staging.region,
+    ...(staging.endpoint === undefined ? {} : { endpoint: staging.endpoint }),
+  };
 }
 
 /**

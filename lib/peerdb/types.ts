@@ -47,6 +47,15 @@ export interface ClickhouseConfig {
   privateKey?: string;
   /** The name the server's certificate is checked against, when it is not `host`. */
   tlsHost?: string;
+  /**
+   * This peer's S3 staging (connectors/clickhouse/staging_s3.go): `s3://bucket[/prefix]`, its keys, region and
+   * endpoint. When any is set PeerDB uses these instead of its PEERDB_CLICKHOUSE_AWS_* settings.
+   */
+  s3Path?: string;
+  accessKeyId?: string;
+  secretAccessKey?: string;
+  region?: string;
+  endpoint?: string;
 }
 
 export type Peer =
