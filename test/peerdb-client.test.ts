@@ -8,6 +8,7 @@ import { CircuitOpen, PeerDbInvalidRequest, PeerDbUnavailable } from '../lib/pee
 import { freePort } from '../lib/local-servers/ports.js';
 import { defaultKnobs, startPeerDbDouble, type PeerDbDouble } from './peerdb-double/index.js';
 import { createTestDatabase, type TestDatabase } from './support/database.js';
+import { createTestClickHouse, type TestClickHouse } from './support/clickhouse.js';
 
 let peerdb: PeerDbDouble;
 let database: TestDatabase;
@@ -18,13 +19,18 @@ const clientFor = (baseUrl: string, breaker = new CircuitBreaker('peerdb_api', b
   client: new PeerDbClient({ baseUrl, requestTimeoutMs: 300, dropTimeoutMs: 300, breaker }),
 });
 
+/** The destination database: PeerDB's ClickHouse peer logs in with it, so it must exist. */
+let destination: TestClickHouse;
+
 beforeAll(async () => {
   peerdb = await startPeerDbDouble({ clickhouse: inject('servers').clickhouse, transitionMs: 20 });
   database = await createTestDatabase();
+  destination = await createTestClickHouse();
 });
 afterAll(async () => {
   await peerdb.close();
   await database.drop();
+  await destination.drop();
 });
 afterEach(() => {
   Object.assign(peerdb.knobs, defaultKnobs());
@@ -42,7 +48,7 @@ async function createPeers(client: PeerDbClient): Promise<void> {
       port: clickhouse.nativePort,
       user: clickhouse.user,
       password: clickhouse.password,
-      database: 'client_test',
+      database: destination.database,
       disableTls: true,
     },
   });
