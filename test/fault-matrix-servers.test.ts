@@ -175,8 +175,9 @@ describe('a Temporal dev server restart (same database file)', () => {
     const during = ['during_0', 'during_1', 'during_2'];
     await createTables(sql, schema, during);
     await sql.query(`DROP TABLE ${schema}.before_0`);
-    // The leader tried to hand them over and Temporal refused (after the client's own retries): they stay pending.
-    await listener.waitForLine(/dispatch failed for .* event\(s\): Failed to signalWithStart/, 60_000, stoppedAt);
+    // The leader tried to hand them over and Temporal was unreachable (after the client's own retries): they stay
+    // pending, and the log gives the gRPC error's own words, not the SDK's summary.
+    await listener.waitForLine(/dispatch failed for .* event\(s\): No connection established\. Last error: .*ECONNREFUSED/, 60_000, stoppedAt);
     const waiting = await outboxRows(sql, [...during, 'before_0']);
     expect(waiting.some((row) => row.failed_attempts > 0)).toBe(true);
     expect(waiting.map(({ table_name, operation, status }) => `${operation} ${table_name} ${status}`)).toEqual([
