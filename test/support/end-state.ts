@@ -85,6 +85,8 @@ function stateProblems(snapshot: Snapshot, requireRunning: boolean): string[] {
     const mirrors = holders[table] ?? [];
     const leftOut = unmirrored[table];
     if (leftOut !== undefined && mirrors.length > 0) problems.push(`${table} is recorded as not mirrored (${leftOut}) but is in ${mirrors.join(', ')}`);
+    // Recorded while it was away (moved, renamed): the event of its return is still being applied.
+    else if (leftOut === 'does not exist') problems.push(`${table} exists but is recorded as not mirrored because it does not exist`);
     else if (mirrors.length === 0 && leftOut === undefined) problems.push(`${table} is in no mirror`);
     else if (mirrors.length > 1) problems.push(`${table} is in ${mirrors.length} mirrors: ${mirrors.join(', ')}`);
   }
