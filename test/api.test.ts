@@ -433,6 +433,20 @@ describe('logging', () => {
     // Temporal's own lines about a workflow's tasks carry its id.
     expect(entries.some((entry) => typeof entry.workflow_id === 'string' && entry.workflow_id.startsWith('echodb-'))).toBe(true);
   });
+
+  it("appends every line to LOG_FILE too, and listens where the original manual's HEALTH_CHECK_HOST says", async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'echodb-log-'));
+    try {
+      const logFile = path.join(dir, 'not-yet', 'echodb.log');
+      const replica = await startApiReplica({ LOG_FILE: logFile, HEALTH_CHECK_HOST: '127.0.0.1', LOG_LEVEL: 'INFO' });
+      expect((await get('/health', {}, replica.url)).status).toBe(200);
+      const written = fs.readFileSync(logFile, 'utf8').trim().split('\n').map((line) => JSON.parse(line) as { msg: string });
+      expect(written.map((entry) => entry.msg)).toContainEqual(expect.stringMatching(/^api: listening on 127\.0\.0\.1:\d+ and port \d+$/));
+      await replica.process.stop();
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
 });
 
 describe('what a mirror waits for in PeerDB, and the tables left out', () => {
