@@ -6,7 +6,7 @@ import { registerSearchAttributes } from '../lib/search-attribute-registration.j
 import { withTemporalClient } from '../lib/temporal-client.js';
 import { deleteVerifyAllSchedule, ensureVerifyAllSchedule, verifyAllIntervalSeconds } from '../lib/verify-all-schedule.js';
 import { withPostgresClient } from '../lib/postgres.js';
-import { createClickHouseClient } from '../lib/clickhouse.js';
+import { clickhouseUrl, createClickHouseClient } from '../lib/clickhouse.js';
 import { ensureClickHouseDatabase } from '../lib/clickhouse-database.js';
 import { tlsHint } from '../lib/tls.js';
 import { CircuitBreaker } from '../lib/circuit-breaker.js';
@@ -64,13 +64,11 @@ async function onClickHouse<T>(config: Config, doing: string, use: (clickhouse: 
     return await use(clickhouse);
   } catch (error) {
     const reason = error instanceof Error ? error.message : String(error);
-    throw new Error(`could not ${doing} on ClickHouse at ${clickhouseUrl(config)}: ${reason}${tlsHint(error, 'CLICKHOUSE')}`, { cause: error });
+    throw new Error(`could not ${doing} on ClickHouse at ${clickhouseUrl(config.clickhouse)}: ${reason}${tlsHint(error, 'CLICKHOUSE')}`, { cause: error });
   } finally {
     await clickhouse.close();
   }
 }
-
-const clickhouseUrl = ({ clickhouse }: Config) => `${clickhouse.secure ? 'https' : 'http'}://${clickhouse.host}:${clickhouse.port}`;
 
 /** Runs `use` on PeerDB's Flow API; a failure says where it was, what was being done, and what to do. */
 async function onPeerDb<T>(config: Config, doing: string, use: (peerdb: PeerDbClient) => Promise<T>, hint = ''): Promise<T> {
@@ -121,7 +119,7 @@ program
       // PeerDB's ClickHouse peer logs in with this database, which must exist.
       const { database } = config.clickhouse;
       const created = await onClickHouse(config, `make sure database "${database}" exists`, (clickhouse) => ensureClickHouseDatabase(clickhouse, database));
-      if (created) console.log(`setup: created ClickHouse database "${database}" on ${clickhouseUrl(config)}`);
+      if (created) console.log(`setup: created ClickHouse database "${database}" on ${clickhouseUrl(config.clickhouse)}`);
       const peers = await onPeerDb(config, 'create the peers', (peerdb) => ensurePeers(peerdb, config), skipHint('PeerDB', '--no-peers'));
       console.log(`setup: PeerDB peers ${peers.map(describePeer).join(' and ')} created or updated`);
     }
