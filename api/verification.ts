@@ -5,6 +5,7 @@ import type { Config } from '../lib/config.js';
 import { mirroredTables, type MirroredTable, type SourceQuery } from '../lib/mirrored-tables.js';
 import { qualifiedName, sourceTableIdentifier, verifyAllWorkflowId, verifyWorkflowId } from '../lib/naming.js';
 import { tableSearchAttributes } from '../lib/search-attributes.js';
+import { workflowTypes } from '../workflows/definitions.js';
 import type { TableRef, VerificationResult, VerifyAllReport } from '../workflows/model.js';
 import type { verifyAllWorkflow } from '../workflows/verify-all-workflow.js';
 import type { verifyTableWorkflow } from '../workflows/verify-workflow.js';
@@ -42,7 +43,7 @@ export async function findMirroredTable(query: SourceQuery, ref: TableRef): Prom
  * joins the verification of that table already running.
  */
 export function startVerify({ config, temporal }: VerifyContext, { mirror, ...table }: MirroredTable) {
-  return temporal.workflow.start<typeof verifyTableWorkflow>('verifyTableWorkflow', {
+  return temporal.workflow.start<typeof verifyTableWorkflow>(workflowTypes.verifyTable, {
     workflowId: verifyWorkflowId(mirror, table, ON_DEMAND),
     taskQueue: config.temporal.taskQueue,
     args: [{ mirror, table, eventId: ON_DEMAND, settings: { ...config.verify, delayMs: 0 }, retry: config.retry }],
@@ -53,7 +54,7 @@ export function startVerify({ config, temporal }: VerifyContext, { mirror, ...ta
 
 /** Starts verify-all (reconcile, then every mirrored table), or joins the one already running. */
 export function startVerifyAll({ config, temporal }: VerifyContext) {
-  return temporal.workflow.start<typeof verifyAllWorkflow>('verifyAllWorkflow', {
+  return temporal.workflow.start<typeof verifyAllWorkflow>(workflowTypes.verifyAll, {
     workflowId: verifyAllWorkflowId(config.temporal.taskQueue),
     taskQueue: config.temporal.taskQueue,
     args: [],

@@ -7,8 +7,8 @@ import {
 } from '@temporalio/client';
 import type { Config } from './config.js';
 import { scheduledVerifyAllWorkflowId, verifyAllScheduleId } from './naming.js';
+import { workflowTypes } from '../workflows/definitions.js';
 
-const WORKFLOW_TYPE = 'verifyAllWorkflow';
 
 /** What the schedule should be for this configuration. Temporal keeps intervals in whole seconds, at least one. */
 function wanted(config: Config) {
@@ -19,7 +19,7 @@ function wanted(config: Config) {
     spec: { intervals: [{ every: everyMs }] },
     action: {
       type: 'startWorkflow' as const,
-      workflowType: WORKFLOW_TYPE,
+      workflowType: workflowTypes.verifyAll,
       workflowId: scheduledVerifyAllWorkflowId(taskQueue),
       taskQueue,
       args: [] as unknown[],

@@ -9,6 +9,8 @@ import {
 import { searchAttributes, tableSearchAttributes } from '../lib/search-attributes.js';
 import type { TableFilter } from '../lib/table-filter.js';
 import type { DdlEventRow } from '../sql/ddl-events.js';
+import { tableEventsSignal, workflowTypes } from '../workflows/definitions.js';
+import type { mirrorWorkflow } from '../workflows/mirror-workflow.js';
 import type { MirrorEvent, MirrorWorkflowInput, TableEvent, TableRef } from '../workflows/model.js';
 
 export type { MirrorEvent };
@@ -70,11 +72,11 @@ export async function signalMirror(ctx: DispatchContext, mirror: string, events:
   if (first === undefined) throw new Error(`no events for mirror ${mirror}`);
   const input: MirrorWorkflowInput = { mirror };
   const eventNumber = Number(first.eventId.split(':')[0]);
-  await ctx.client.workflow.signalWithStart('mirrorWorkflow', {
+  await ctx.client.workflow.signalWithStart<typeof mirrorWorkflow, [TableEvent[]]>(workflowTypes.mirror, {
     workflowId,
     taskQueue: ctx.taskQueue,
     args: [input],
-    signal: 'tableEvents',
+    signal: tableEventsSignal,
     signalArgs: [events],
     typedSearchAttributes: [
       ...tableSearchAttributes(mirror, first),

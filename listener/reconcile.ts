@@ -1,10 +1,12 @@
 import type { Client } from '@temporalio/client';
 import { reconcileWorkflowId } from '../lib/naming.js';
+import { workflowTypes } from '../workflows/definitions.js';
 import type { ReconcileReport } from '../workflows/model.js';
+import type { reconcileWorkflow } from '../workflows/reconcile-workflow.js';
 
 /** Starts reconcile, or joins the one that runs; returns its handle. */
 export async function startReconcile(client: Client, taskQueue: string) {
-  return client.workflow.start('reconcileWorkflow', {
+  return client.workflow.start<typeof reconcileWorkflow>(workflowTypes.reconcile, {
     workflowId: reconcileWorkflowId(taskQueue),
     taskQueue,
     args: [],
@@ -14,5 +16,5 @@ export async function startReconcile(client: Client, taskQueue: string) {
 
 export async function reconcile(client: Client, taskQueue: string): Promise<ReconcileReport> {
   const handle = await startReconcile(client, taskQueue);
-  return handle.result() as Promise<ReconcileReport>;
+  return handle.result();
 }

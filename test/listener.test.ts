@@ -6,6 +6,7 @@ import { startLocalServers, type LocalServers, type RedisSettings } from '../lib
 import { mirrorWorkflowId, reconcileWorkflowId } from '../lib/naming.js';
 import { LEADER_KEY } from '../listener/redis-lease.js';
 import type { TableEvent } from '../workflows/model.js';
+import { tableEventsSignal } from '../workflows/definitions.js';
 import { tablesAddedBy } from './peerdb-double/index.js';
 import { runCli } from './support/cli.js';
 import { recordingHistories, saveHistory } from './support/histories.js';
@@ -105,7 +106,7 @@ async function signalledEventIds(stack: EchoStack, mirror: string): Promise<stri
     const history = await handle.fetchHistory();
     for (const event of history.events ?? []) {
       const signal = event.workflowExecutionSignaledEventAttributes;
-      if (signal?.signalName !== 'tableEvents') continue;
+      if (signal?.signalName !== tableEventsSignal.name) continue;
       const [events] = (signal.input?.payloads ?? []).map((p) => defaultPayloadConverter.fromPayload<TableEvent[]>(p));
       ids.push(...(events ?? []).map((e) => e.eventId));
     }

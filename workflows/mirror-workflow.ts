@@ -5,8 +5,6 @@ import {
   allHandlersFinished,
   condition,
   continueAsNew,
-  defineQuery,
-  defineSignal,
   log,
   patched,
   proxyActivities,
@@ -32,24 +30,10 @@ import type {
   TableEvent,
   TrackedTable,
 } from './model.js';
+import { LEGACY_RETRY, NON_RETRYABLE, mirrorStateQuery, tableEventSignal, tableEventsSignal } from './definitions.js';
 import { planChanges } from './plan.js';
 import { verifyTableWorkflow } from './verify-workflow.js';
 
-/** Events for this mirror, in outbox order: one signal per mirror per listener batch. */
-export const tableEventsSignal = defineSignal<[TableEvent[]]>('tableEvents');
-/** One event per signal, as listeners before batching sent them; kept so that their histories still replay. */
-export const tableEventSignal = defineSignal<[TableEvent]>('tableEvent');
-
-export interface MirrorView {
-  mirror: string;
-  exists: boolean;
-  tables: TrackedTable[];
-  pendingEvents: number;
-}
-export const mirrorStateQuery = defineQuery<MirrorView>('mirrorState');
-
-/** Failures that retrying cannot fix: the workflow records them and moves on. */
-const NON_RETRYABLE = ['PeerDbInvalidRequest', 'MirrorFailed', 'MirrorNotFound', 'MirrorWedged', 'MirrorStalled'];
 
 const {
   mirrorSettings,
@@ -523,7 +507,6 @@ export async function mirrorWorkflow(input: MirrorWorkflowInput): Promise<void> 
 function withDefaults(settings: MirrorSettings): MirrorSettings {
   return { ...settings, retry: settings.retry ?? LEGACY_RETRY };
 }
-const LEGACY_RETRY = { maxRetries: 3, backoffMs: 1000 };
 
 /** Outbox ids are integers; a rename's halves carry a suffix (`42:from`). */
 function eventIdAttribute(eventId: string | undefined) {

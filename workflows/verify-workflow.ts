@@ -1,15 +1,14 @@
 import { patched, proxyActivities, sleep, upsertSearchAttributes, workflowInfo } from '@temporalio/workflow';
 import type { Activities } from '../activities/index.js';
 import { tableSearchAttributes } from '../lib/search-attributes.js';
-import type { RetrySettings, VerificationResult, VerifyTableInput } from './model.js';
+import { LEGACY_RETRY } from './definitions.js';
+import type { VerificationResult, VerifyTableInput } from './model.js';
 
 const { mirrorSettings, recordVerification } = proxyActivities<Activities>({
   startToCloseTimeout: '1 minute',
   retry: { initialInterval: '1 second', maximumInterval: '1 minute' },
 });
 
-/** What workers used before the retry settings reached verification (keeps old histories replayable). */
-const LEGACY_RETRY: RetrySettings = { maxRetries: 3, backoffMs: 1000 };
 
 /** A failure's own words: an activity's or child's cause rather than Temporal's wrapping. */
 export const errorText = (error: unknown): string =>

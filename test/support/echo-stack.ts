@@ -10,7 +10,7 @@ import { pendingEvents, recordOutcomes } from '../../listener/outbox.js';
 import { tableFilter } from '../../lib/table-filter.js';
 import { installCapture } from '../../sql/migrations.js';
 import { mirrorWorkflowId } from '../../lib/naming.js';
-import type { MirrorView } from '../../workflows/mirror-workflow.js';
+import { mirrorStateQuery, type MirrorView } from '../../workflows/definitions.js';
 import { startEchoProcess, type EchoProcess } from './echo-process.js';
 import type { PeerDbDouble } from '../peerdb-double/index.js';
 import { peerDbForTests } from './peerdb-under-test.js';
@@ -137,7 +137,7 @@ export async function startEchoStack(
       }
     },
     mirrorState(mirror) {
-      return temporal.workflow.getHandle(mirrorWorkflowId(mirror)).query<MirrorView>('mirrorState');
+      return temporal.workflow.getHandle(mirrorWorkflowId(mirror)).query(mirrorStateQuery);
     },
     verifications,
     async waitForVerification(table, count = 1, timeoutMs = 30_000) {
