@@ -6,7 +6,7 @@ import { readinessQuery } from '../lib/clickhouse-sql.js';
 import type { PeerDbClient } from '../lib/peerdb/client.js';
 import { checkSearchAttributes, describeSearchAttributeProblems } from '../lib/search-attribute-registration.js';
 import { tlsHint } from '../lib/tls.js';
-import { readMigrations } from '../sql/migrations.js';
+import { assertSchemaNotNewer, readMigrations } from '../sql/migrations.js';
 
 export interface ReadinessDependencies {
   postgres: pg.Pool;
@@ -79,6 +79,7 @@ export async function checkReadiness(deps: ReadinessDependencies): Promise<Readi
       );
       const version = versions[0]?.version ?? 0;
       if (version < expected) throw new Error(`EchoDB's tables are at migration ${version}, this release needs ${expected}: run echodb setup`);
+      assertSchemaNotNewer(version);
     }),
     clickhouse: withTlsHint('CLICKHOUSE', async () => {
       await (await deps.clickhouse.query({ query: readinessQuery(), format: 'JSONEachRow' })).json();

@@ -14,7 +14,7 @@ import { isPeerDbOutage, PeerDbClient } from '../lib/peerdb/client.js';
 import { PeerUnreachable } from '../lib/peerdb/errors.js';
 import { describePeer, ensurePeers } from '../lib/peerdb/peers.js';
 import { unreachableStaging } from '../lib/peerdb/staging-reachability.js';
-import { installCapture, uninstallCapture, readMigrations } from '../sql/migrations.js';
+import { installCapture, uninstallCapture, readMigrations, SchemaTooNew } from '../sql/migrations.js';
 import { runDemo } from './demo.js';
 import type { OperationOptions } from './operations.js';
 import { parseTableArgument } from './table-argument.js';
@@ -29,7 +29,7 @@ import type pg from 'pg';
  * Exit codes scripts can rely on. `found`: the check ran and found a problem (a mismatch, a nondeterministic
  * history), as opposed to `failure`: the command could not do its job.
  */
-const EXIT = { ok: 0, failure: 1, usage: 2, found: 3, config: 78 } as const;
+const EXIT = { ok: 0, failure: 1, usage: 2, found: 3, config: 78, schemaTooNew: 79 } as const;
 
 function describeTarget(config: ReturnType<typeof loadConfig>): string {
   const { host, port, database, user } = config.postgres;
@@ -52,6 +52,7 @@ async function onPostgres<T>(config: Config, doing: string, use: (client: pg.Cli
   try {
     return await withPostgresClient(config.postgres, use);
   } catch (error) {
+    if (error instanceof SchemaTooNew) throw error;
     const reason = error instanceof Error ? error.message : String(error);
     throw new Error(`could not ${doing} in ${describeTarget(config)}: ${reason}${tlsHint(error, 'POSTGRES')}`, { cause: error });
   }
@@ -314,6 +315,9 @@ try {
   } else if (error instanceof ConfigError) {
     console.error(error.message);
     process.exitCode = EXIT.config;
+  } else if (error instanceof SchemaTooNew) {
+    console.error(`echodb: ${error.message}`);
+    process.exitCode = EXIT.schemaTooNew;
   } else {
     console.error(`echodb: ${error instanceof Error ? error.message : String(error)}`);
     process.exitCode = EXIT.failure;

@@ -1,3 +1,4 @@
+import { assertSchemaNotNewer, installedSchemaVersion } from '../sql/migrations.js';
 import { Client, Connection } from '@temporalio/client';
 import { Redis } from 'ioredis';
 import { createBreakers } from '../lib/circuit-breaker.js';
@@ -60,6 +61,15 @@ export async function runRoles(config: Config, roles: readonly Role[]): Promise<
   const connection = Connection.lazy({ address: config.temporal.address });
   const temporal = new Client({ connection, namespace: config.temporal.namespace });
   const postgres = createPostgresPool(config.postgres, `echodb:${config.workerId}`);
+  // A newer release's tables: refuse to run at all. An unreachable database is waited out by each role instead.
+  const unanswered = new Promise<null>((resolve) => setTimeout(resolve, 3000, null).unref());
+  const installed = await Promise.race([installedSchemaVersion(postgres).catch(() => null), unanswered]);
+  try {
+    assertSchemaNotNewer(installed);
+  } catch (error) {
+    await postgres.end();
+    throw error;
+  }
 
   let worker: Awaited<ReturnType<typeof import('../workers/worker.js').createEchoWorker>> | undefined;
   let sdkMetricsUrl: string | undefined;

@@ -25,6 +25,31 @@ export class NotSuperuserError extends Error {
   }
 }
 
+/** The database holds EchoDB's tables at a migration this release does not know: a newer release installed them. */
+export class SchemaTooNew extends Error {
+  constructor(readonly installed: number, readonly known: number) {
+    super(
+      `EchoDB's tables in this database are at migration ${installed}, newer than this release's ${known}: ` +
+        'a newer EchoDB installed them; run that release (or newer), not this one',
+    );
+    this.name = 'SchemaTooNew';
+  }
+}
+
+/** The newest migration applied in this database, or null when EchoDB is not installed there. */
+export async function installedSchemaVersion(client: Pick<pg.ClientBase, 'query'>): Promise<number | null> {
+  const { rows } = await client.query<{ version: number | null }>(
+    "SELECT CASE WHEN to_regclass('echodb.schema_migrations') IS NULL THEN NULL ELSE (SELECT max(version) FROM echodb.schema_migrations) END AS version",
+  );
+  return rows[0]?.version ?? null;
+}
+
+/** Throws SchemaTooNew when `installed` is past the newest migration of this release. */
+export function assertSchemaNotNewer(installed: number | null, migrations = readMigrations()): void {
+  const known = Math.max(0, ...migrations.map((m) => m.version));
+  if (installed !== null && installed > known) throw new SchemaTooNew(installed, known);
+}
+
 export function readMigrations(dir = SQL_DIR): Migration[] {
   const migrations = fs
     .readdirSync(dir)
@@ -56,6 +81,7 @@ export async function installCapture(client: pg.ClientBase, migrations = readMig
       )`);
     const { rows } = await client.query<{ version: number }>('SELECT version FROM echodb.schema_migrations');
     const applied = new Set(rows.map((row) => row.version));
+    assertSchemaNotNewer(rows.length === 0 ? null : Math.max(...applied), migrations);
     const pending = migrations.filter((m) => !applied.has(m.version));
     for (const migration of pending) {
       await client.query(migration.sql);

@@ -1,6 +1,6 @@
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, inject, it } from 'vitest';
 import type pg from 'pg';
-import { installCapture, readMigrations, uninstallCapture, NotSuperuserError } from '../sql/migrations.js';
+import { installCapture, readMigrations, uninstallCapture, NotSuperuserError, SchemaTooNew } from '../sql/migrations.js';
 import { startPeerDbDouble, type PeerDbDouble } from './peerdb-double/index.js';
 import { startTcpProxy, type TcpProxy } from './support/tcp-proxy.js';
 import { postgresEnv, runCli } from './support/cli.js';
@@ -85,6 +85,34 @@ describe('echodb setup (installCapture)', () => {
     } finally {
       await db.query(`DROP ROLE ${role}`);
     }
+  });
+});
+
+describe("a database whose EchoDB tables a newer release installed", () => {
+  let newer: TestDatabase;
+  let client: pg.Client;
+  const known = Math.max(...readMigrations().map((m) => m.version));
+  const message = `EchoDB's tables in this database are at migration ${known + 1}, newer than this release's ${known}: ` +
+    'a newer EchoDB installed them; run that release (or newer), not this one';
+
+  beforeAll(async () => {
+    newer = await createTestDatabase();
+    client = await newer.connect();
+    await installCapture(client);
+    await client.query("INSERT INTO echodb.schema_migrations (version, name) VALUES ($1, 'from_the_future')", [known + 1]);
+  });
+  afterAll(async () => {
+    await newer?.drop();
+  });
+
+  it('is refused by setup, which changes nothing, and by run, with exit code 79', async () => {
+    await expect(installCapture(client)).rejects.toThrow(SchemaTooNew);
+    const setup = await runCli(['setup', '--no-peers', '--no-schedule'], postgresEnv(newer.settings));
+    expect(setup).toMatchObject({ code: 79, stderr: `echodb: ${message}\n` });
+    const run = await runCli(['run', '--roles', 'api'], postgresEnv(newer.settings));
+    expect(run).toMatchObject({ code: 79, stderr: `echodb: ${message}\n` });
+    const { rows } = await client.query<{ version: number }>('SELECT max(version) AS version FROM echodb.schema_migrations');
+    expect(rows[0]?.version).toBe(known + 1);
   });
 });
 
