@@ -55,11 +55,23 @@ export class ManagedProcess {
     });
   }
 
-  /** Starts the stopped server again, with the same arguments (port, data), and waits until it is ready. */
+  /**
+   * Starts the stopped server again, with the same arguments (port, data), and waits until it is ready. A server
+   * that dies while starting is started again, up to 3 times: the Temporal dev server picks its internal ports at
+   * random and may pick one that is taken (seen once in CI: "bind: address already in use", then a panic).
+   */
   async restart(): Promise<void> {
     if (!this.hasExited) throw new Error(`${this.name} is still running`);
-    this.spawn();
-    if (this.readiness) await this.waitUntilReady(this.readiness.probe, this.readiness.timeoutMs);
+    for (let attempt = 1; ; attempt++) {
+      this.spawn();
+      if (!this.readiness) return;
+      try {
+        await this.waitUntilReady(this.readiness.probe, this.readiness.timeoutMs);
+        return;
+      } catch (error) {
+        if (!this.hasExited || attempt >= 3) throw error;
+      }
+    }
   }
 
   /** The process group id, which equals the pid of the group leader we spawned. */
