@@ -6,7 +6,7 @@ import { readinessQuery } from '../lib/clickhouse-sql.js';
 import type { PeerDbClient } from '../lib/peerdb/client.js';
 import { checkSearchAttributes, describeSearchAttributeProblems } from '../lib/search-attribute-registration.js';
 import { tlsHint } from '../lib/tls.js';
-import { assertSchemaNotNewer, readMigrations } from '../sql/migrations.js';
+import { assertSchemaNotNewer, installedSchemaVersion, readMigrations } from '../sql/migrations.js';
 
 export interface ReadinessDependencies {
   postgres: pg.Pool;
@@ -70,14 +70,8 @@ export async function checkReadiness(deps: ReadinessDependencies): Promise<Readi
   const expected = Math.max(...readMigrations().map((m) => m.version));
   const checks: Record<string, () => Promise<void>> = {
     postgres: withTlsHint('POSTGRES', async () => {
-      const { rows } = await deps.postgres.query<{ installed: boolean }>(
-        "SELECT to_regclass('echodb.schema_migrations') IS NOT NULL AS installed",
-      );
-      if (!rows[0]?.installed) throw new Error('EchoDB is not installed in this database: run echodb setup');
-      const { rows: versions } = await deps.postgres.query<{ version: number }>(
-        'SELECT max(version) AS version FROM echodb.schema_migrations',
-      );
-      const version = versions[0]?.version ?? 0;
+      const version = await installedSchemaVersion(deps.postgres);
+      if (version === null) throw new Error('EchoDB is not installed in this database: run echodb setup');
       if (version < expected) throw new Error(`EchoDB's tables are at migration ${version}, this release needs ${expected}: run echodb setup`);
       assertSchemaNotNewer(version);
     }),

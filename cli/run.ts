@@ -1,4 +1,3 @@
-import { assertSchemaNotNewer, installedSchemaVersion } from '../sql/migrations.js';
 import { Client, Connection } from '@temporalio/client';
 import { Redis } from 'ioredis';
 import { createBreakers } from '../lib/circuit-breaker.js';
@@ -14,6 +13,7 @@ import { AdvisoryLockLease } from '../listener/advisory-lock-lease.js';
 import { DdlListener } from '../listener/ddl-listener.js';
 import { Leadership, type LeaderLease } from '../listener/leader-election.js';
 import { RedisLease } from '../listener/redis-lease.js';
+import { assertSchemaNotNewer, installedSchemaVersion } from '../sql/migrations.js';
 
 export const ROLES = {
   worker: 'the Temporal worker: mirror, verify, verify-all and reconcile workflows',

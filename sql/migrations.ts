@@ -36,10 +36,10 @@ export class SchemaTooNew extends Error {
   }
 }
 
-/** The newest migration applied in this database, or null when EchoDB is not installed there. */
+/** The newest migration applied in this database (0 for none), or null when EchoDB is not installed there. */
 export async function installedSchemaVersion(client: Pick<pg.ClientBase, 'query'>): Promise<number | null> {
   const { rows } = await client.query<{ version: number | null }>(
-    "SELECT CASE WHEN to_regclass('echodb.schema_migrations') IS NULL THEN NULL ELSE (SELECT max(version) FROM echodb.schema_migrations) END AS version",
+    "SELECT CASE WHEN to_regclass('echodb.schema_migrations') IS NULL THEN NULL ELSE (SELECT coalesce(max(version), 0) FROM echodb.schema_migrations) END AS version",
   );
   return rows[0]?.version ?? null;
 }

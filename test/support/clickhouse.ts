@@ -1,6 +1,7 @@
 import crypto from 'node:crypto';
 import { ClickHouseLogLevel, createClient, type ClickHouseClient } from '@clickhouse/client';
 import { inject } from 'vitest';
+import { countLiveRows } from '../../lib/clickhouse-sql.js';
 import type { ClickHouseSettings } from '../../lib/local-servers/index.js';
 
 export interface TestClickHouse {
@@ -31,7 +32,6 @@ export async function createTestClickHouse(
   });
   await client.command({ query: `CREATE DATABASE ${database}` });
   const parsed = new URL(url);
-  const quoted = (name: string) => `\`${name.replace(/\\/g, '\\\\').replace(/`/g, '\\`')}\``;
   return {
     client,
     database,
@@ -41,7 +41,7 @@ export async function createTestClickHouse(
     password,
     async liveCount(table) {
       const result = await client.query({
-        query: `SELECT count() AS n FROM ${database}.${quoted(table)} FINAL WHERE _peerdb_is_deleted = 0`,
+        query: countLiveRows(database, table),
         format: 'JSONEachRow',
       });
       const [row] = await result.json<{ n: string }>();
