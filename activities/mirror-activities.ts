@@ -1,7 +1,8 @@
 import { Context } from '@temporalio/activity';
 import { dropTable, existsTable, renameTable } from '../lib/clickhouse-sql.js';
-import { destinationNameLimit, droppedTableName, parseSourceTableIdentifier } from '../lib/naming.js';
-import { MirrorFailed, MirrorNotFound, MirrorStalled, MirrorWedged, PeerDbError } from '../lib/peerdb/errors.js';
+import { destinationNameLimit, droppedTableName } from '../lib/naming.js';
+import { parseSourceTableIdentifier } from '../lib/workflow-safe/workflow-ids.js';
+import { MirrorFailed, MirrorNotFound, MirrorStalled, MirrorWedged, PeerDbError } from '../lib/workflow-safe/peerdb-errors.js';
 import * as peers from '../lib/peerdb/peers.js';
 import type { FlowStatus, MirrorStatus, TableMapping } from '../lib/peerdb/types.js';
 import type {

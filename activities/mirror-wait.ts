@@ -1,6 +1,6 @@
 import { Context } from '@temporalio/activity';
 import type { Config } from '../lib/config.js';
-import { parseSourceTableIdentifier } from '../lib/naming.js';
+import { parseSourceTableIdentifier } from '../lib/workflow-safe/workflow-ids.js';
 import type { PeerDbClient } from '../lib/peerdb/client.js';
 import { echoDbPeers } from '../lib/peerdb/peers.js';
 import type { FlowStatus } from '../lib/peerdb/types.js';

@@ -1,5 +1,6 @@
 import { Context } from '@temporalio/activity';
-import { destinationNameLimit, mirrorNameFor, namingRules, parseSourceTableIdentifier, sourceTableIdentifier } from '../lib/naming.js';
+import { destinationNameLimit, mirrorNameFor, namingRules } from '../lib/naming.js';
+import { parseSourceTableIdentifier, sourceTableIdentifier } from '../lib/workflow-safe/workflow-ids.js';
 import { tableFilter } from '../lib/table-filter.js';
 import { mirrorEventFor, signalMirrors, type DispatchContext, type MirrorEvent } from '../listener/dispatch.js';
 import type { Drift, TableRef } from '../workflows/model.js';

@@ -1,5 +1,5 @@
 import { ApplicationFailure } from '@temporalio/activity';
-import { CircuitOpen } from '../lib/peerdb/errors.js';
+import { CircuitOpen } from '../lib/workflow-safe/peerdb-errors.js';
 
 /**
  * Runs an activity body, turning an open breaker into a retryable failure whose next retry waits until the

@@ -2,7 +2,7 @@
 // `echodb status`. Every value that comes from a request is a parameter: no SQL is built from input.
 import type { DurableFigures } from '../lib/metrics.js';
 import type { MirroredTable, SourceQuery } from '../lib/mirrored-tables.js';
-import { parseSourceTableIdentifier, qualifiedName } from '../lib/naming.js';
+import { parseSourceTableIdentifier, qualifiedName } from '../lib/workflow-safe/workflow-ids.js';
 import type { DdlEventRow } from '../sql/ddl-events.js';
 import type { TableRef } from '../workflows/model.js';
 
@@ -36,7 +36,7 @@ export interface MirrorOperationRow {
 
 /**
  * Each mirrored table (its destination claim) beside its latest verification, as `c` and `latest`. A claim's
- * source is schema.table split at the first dot (lib/naming.ts), which lets the latest verification of each
+ * source is schema.table split at the first dot (lib/workflow-safe/workflow-ids.ts), which lets the latest verification of each
  * table come from the (schema_name, table_name, id) index however long the history grows.
  */
 const CLAIMS_WITH_LATEST_VERIFICATION = `

@@ -3,8 +3,8 @@
 import { WorkflowNotFoundError, type Client, type WorkflowHandle } from '@temporalio/client';
 import type { Config } from '../lib/config.js';
 import { mirroredTables, type MirroredTable, type SourceQuery } from '../lib/mirrored-tables.js';
-import { qualifiedName, sourceTableIdentifier, verifyAllWorkflowId, verifyWorkflowId } from '../lib/naming.js';
-import { tableSearchAttributes } from '../lib/search-attributes.js';
+import { qualifiedName, sourceTableIdentifier, verifyAllWorkflowId, verifyWorkflowId } from '../lib/workflow-safe/workflow-ids.js';
+import { tableSearchAttributes } from '../lib/workflow-safe/search-attributes.js';
 import { workflowTypes } from '../workflows/definitions.js';
 import type { TableRef, VerificationResult, VerifyAllReport } from '../workflows/model.js';
 import type { verifyAllWorkflow } from '../workflows/verify-all-workflow.js';

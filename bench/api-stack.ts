@@ -1,5 +1,5 @@
-import type { ServerSettings } from '../lib/local-servers/index.js';
-import { freePorts } from '../lib/local-servers/ports.js';
+import type { ServerSettings } from '../test/servers/index.js';
+import { freePorts } from '../lib/free-port.js';
 import { startEchoStack, type EchoStack } from '../test/support/echo-stack.js';
 
 /**

@@ -1,4 +1,4 @@
-import type { ServerSettings } from '../lib/local-servers/index.js';
+import type { ServerSettings } from '../test/servers/index.js';
 import { startBenchStack } from './api-stack.js';
 import { percentile, round } from './stats.js';
 import { createTablesInOneTransaction, waitForVerifications } from './tables.js';

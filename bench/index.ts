@@ -4,7 +4,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { startLocalServers } from '../lib/local-servers/index.js';
+import { startLocalServers } from '../test/servers/index.js';
 import { measureApi } from './api.js';
 import { measureDispatchLatency, measureDispatchSteps, measureFailover } from './listener.js';
 import { measureMirrorLifecycle } from './mirror-lifecycle.js';

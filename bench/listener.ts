@@ -3,7 +3,7 @@ import { Client, Connection } from '@temporalio/client';
 import { Redis } from 'ioredis';
 import { pino } from 'pino';
 import pg from 'pg';
-import type { RedisSettings, ServerSettings } from '../lib/local-servers/index.js';
+import type { RedisSettings, ServerSettings } from '../test/servers/index.js';
 import { namingRules } from '../lib/naming.js';
 import { createPostgresPool, postgresClientConfig } from '../lib/postgres.js';
 import { tableFilter } from '../lib/table-filter.js';

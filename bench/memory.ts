@@ -1,7 +1,7 @@
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import type { ServerSettings } from '../lib/local-servers/index.js';
+import type { ServerSettings } from '../test/servers/index.js';
 import { startBenchStack } from './api-stack.js';
 import { round } from './stats.js';
 import { createTablesInOneTransaction, waitForVerifications } from './tables.js';

@@ -1,4 +1,4 @@
-import type { ServerSettings } from '../lib/local-servers/index.js';
+import type { ServerSettings } from '../test/servers/index.js';
 import { namingRules } from '../lib/naming.js';
 import { dispatchRows } from '../listener/dispatch.js';
 import { tableFilter } from '../lib/table-filter.js';

@@ -11,7 +11,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { startLocalServers } from '../lib/local-servers/index.js';
+import { startLocalServers } from '../test/servers/index.js';
 import { FAULT_KINDS, STATEMENT_KINDS, runSoak, type SoakSummary } from '../test/support/soak.js';
 
 const number = (name: string, fallback: number): number => {

@@ -1,5 +1,5 @@
 import pg from 'pg';
-import type { PostgresSettings } from '../lib/local-servers/index.js';
+import type { PostgresSettings } from '../test/servers/index.js';
 import { installCapture } from '../sql/migrations.js';
 import { percentile, round } from './stats.js';
 

@@ -1,5 +1,5 @@
 import type { Client } from '@temporalio/client';
-import type { ServerSettings } from '../lib/local-servers/index.js';
+import type { ServerSettings } from '../test/servers/index.js';
 import { startBenchStack } from './api-stack.js';
 import { round } from './stats.js';
 

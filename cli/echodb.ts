@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { loadConfig, ConfigError, type Config } from '../lib/config.js';
-import { verifyAllScheduleId } from '../lib/naming.js';
+import { verifyAllScheduleId } from '../lib/workflow-safe/workflow-ids.js';
 import { registerSearchAttributes } from '../lib/search-attribute-registration.js';
 import { withTemporalClient } from '../lib/temporal-client.js';
 import { deleteVerifyAllSchedule, ensureVerifyAllSchedule, verifyAllIntervalSeconds } from '../lib/verify-all-schedule.js';
@@ -11,7 +11,7 @@ import { ensureClickHouseDatabase } from '../lib/clickhouse-database.js';
 import { tlsHint } from '../lib/tls.js';
 import { CircuitBreaker } from '../lib/circuit-breaker.js';
 import { isPeerDbOutage, PeerDbClient } from '../lib/peerdb/client.js';
-import { PeerUnreachable } from '../lib/peerdb/errors.js';
+import { PeerUnreachable } from '../lib/workflow-safe/peerdb-errors.js';
 import { describePeer, ensurePeers } from '../lib/peerdb/peers.js';
 import { unreachableStaging } from '../lib/peerdb/staging-reachability.js';
 import { installCapture, uninstallCapture, readMigrations, SchemaTooNew } from '../sql/migrations.js';

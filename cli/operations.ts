@@ -5,7 +5,7 @@ import { pino } from 'pino';
 import { createBreakers } from '../lib/circuit-breaker.js';
 import type { Config } from '../lib/config.js';
 import type { SourceQuery } from '../lib/mirrored-tables.js';
-import { qualifiedName } from '../lib/naming.js';
+import { qualifiedName } from '../lib/workflow-safe/workflow-ids.js';
 import { PeerDbClient } from '../lib/peerdb/client.js';
 import { createPostgresPool } from '../lib/postgres.js';
 import { withTemporalClient } from '../lib/temporal-client.js';

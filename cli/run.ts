@@ -3,7 +3,7 @@ import { Redis } from 'ioredis';
 import { createBreakers } from '../lib/circuit-breaker.js';
 import { createClickHouseClient } from '../lib/clickhouse.js';
 import type { Config } from '../lib/config.js';
-import { freePort } from '../lib/local-servers/ports.js';
+import { freePort } from '../lib/free-port.js';
 import { createLogger, temporalLogger, type Logger } from '../lib/logger.js';
 import { createMetrics } from '../lib/metrics.js';
 import { PeerDbClient } from '../lib/peerdb/client.js';

@@ -2,7 +2,7 @@ import { CircuitState, ConsecutiveBreaker, circuitBreaker, handleWhen, isBrokenC
 import type { Config } from './config.js';
 import type { Logger } from './logger.js';
 import { isPeerDbOutage } from './peerdb/client.js';
-import { CircuitOpen } from './peerdb/errors.js';
+import { CircuitOpen } from './workflow-safe/peerdb-errors.js';
 import { isPostgresOutage } from './postgres.js';
 
 export interface BreakerSettings {

@@ -1,6 +1,6 @@
 import type pg from 'pg';
 import type { MirrorTable } from '../workflows/model.js';
-import { parseSourceTableIdentifier } from './naming.js';
+import { parseSourceTableIdentifier } from './workflow-safe/workflow-ids.js';
 
 /** Runs one parameterized statement on the source database (a pool, or the breaker-guarded activity query). */
 export type SourceQuery = <R extends pg.QueryResultRow = pg.QueryResultRow>(

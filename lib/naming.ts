@@ -1,14 +1,12 @@
 /**
  * The names EchoDB derives from the tables it acts on: PeerDB mirror names, ClickHouse destination tables, the
- * source table identifiers PeerDB is given, and Temporal workflow IDs. The same table always gives the same
- * names. Pure, and free of Node built-ins (the hash below is plain code), so that workflow code may import it.
+ * source table identifiers PeerDB is given. The same table always gives the same
+ * names. Node-only (node:crypto); workflow code takes table identifiers and workflow IDs from
+ * lib/workflow-safe/workflow-ids.ts.
  */
+import { createHash } from 'node:crypto';
 import type { Config } from './config.js';
-
-export interface TableName {
-  readonly schema: string;
-  readonly table: string;
-}
+import { qualifiedName, type TableName } from './workflow-safe/workflow-ids.js';
 
 export interface NamingRules {
   readonly strategy: 'per-schema' | 'per-table';
@@ -88,23 +86,6 @@ export function droppedTableName(destination: string, at: Date, maxLength = DEST
   return fitFileName(destination, maxLength - suffix.length) + suffix;
 }
 
-/**
- * The `sourceTableIdentifier` EchoDB sends PeerDB: `schema.table`, unquoted whatever the names. PeerDB splits it
- * at the dot, looks both parts up verbatim in the catalog and quotes them itself (flow/pkg/common/identifiers.go
- * ParseTableIdentifier), so quotes here would become part of the names. A name holding a dot cannot be given to
- * PeerDB at all: see peerDbNameProblem.
- */
-export function sourceTableIdentifier({ schema, table }: TableName): string {
-  return `${schema}.${table}`;
-}
-
-/** The table a sourceTableIdentifier names, split at the first dot as PeerDB splits it. */
-export function parseSourceTableIdentifier(identifier: string): TableName {
-  const dot = identifier.indexOf('.');
-  if (dot < 0) throw new Error(`not a schema.table identifier: ${JSON.stringify(identifier)}`);
-  return { schema: identifier.slice(0, dot), table: identifier.slice(dot + 1) };
-}
-
 /** Why PeerDB cannot mirror a table of this name, or undefined when it can. */
 export function peerDbNameProblem({ schema, table }: TableName): string | undefined {
   if (schema.includes('.') || table.includes('.')) {
@@ -112,51 +93,6 @@ export function peerDbNameProblem({ schema, table }: TableName): string | undefi
       + '(it splits its source table identifier at the dot)';
   }
   return undefined;
-}
-
-/**
- * The table in PostgreSQL's quoting, unambiguous whatever the names: `schema.table` when both parts are simple
- * lower-case names, else both parts double-quoted (`"sch.ema"."Ta""ble"`). For IDs, logs and messages; SQL
- * quotes every name (pg.escapeIdentifier).
- */
-export function qualifiedName({ schema, table }: TableName): string {
-  const simple = /^[a-z_][a-z0-9_$]*$/;
-  if (simple.test(schema) && simple.test(table)) return `${schema}.${table}`;
-  const quote = (name: string) => `"${name.replaceAll('"', '""')}"`;
-  return `${quote(schema)}.${quote(table)}`;
-}
-
-// Temporal workflow IDs: derived from what the workflow acts on, never random, so that a duplicate start or signal
-// lands on the same workflow. EchoDB's own prefix keeps them apart from PeerDB's `<mirror>-peerflow`.
-
-export function mirrorWorkflowId(mirror: string): string {
-  return `echodb-mirror:${mirror}`;
-}
-
-/**
- * One reconcile at a time per deployment (its task queue): a second request while one runs joins it.
- */
-export function reconcileWorkflowId(taskQueue: string): string {
-  return `echodb-reconcile:${taskQueue}`;
-}
-
-export function verifyWorkflowId(mirror: string, table: TableName, eventId: string): string {
-  return `echodb-verify:${mirror}:${eventId}:${qualifiedName(table)}`;
-}
-
-/** On-demand verify-all: one at a time per deployment; a second request while one runs joins it. */
-export function verifyAllWorkflowId(taskQueue: string): string {
-  return `echodb-verify-all:${taskQueue}`;
-}
-
-/** The verify-all schedule (schedule IDs are a namespace of their own, apart from workflow IDs). */
-export function verifyAllScheduleId(taskQueue: string): string {
-  return `echodb-verify-all:${taskQueue}`;
-}
-
-/** The workflow ID the schedule starts its runs with; Temporal appends each run's scheduled time. */
-export function scheduledVerifyAllWorkflowId(taskQueue: string): string {
-  return `echodb-verify-all-scheduled:${taskQueue}`;
 }
 
 export interface PlannedNames {
@@ -273,62 +209,5 @@ const isWordByte = (byte: number) =>
 
 /** The first 8 hex digits of the SHA-256 of the UTF-8 text (`printf %s TEXT | sha256sum` shows the same). */
 export function shortHash(text: string): string {
-  return sha256Hex(text).slice(0, HASH_LENGTH);
-}
-
-// SHA-256 (FIPS 180-4), since node:crypto is out of reach of workflow code.
-
-const INITIAL_HASH = [0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19];
-const ROUND_CONSTANTS = [
-  0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5,
-  0xd807aa98, 0x12835b01, 0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe, 0x9bdc06a7, 0xc19bf174,
-  0xe49b69c1, 0xefbe4786, 0x0fc19dc6, 0x240ca1cc, 0x2de92c6f, 0x4a7484aa, 0x5cb0a9dc, 0x76f988da,
-  0x983e5152, 0xa831c66d, 0xb00327c8, 0xbf597fc7, 0xc6e00bf3, 0xd5a79147, 0x06ca6351, 0x14292967,
-  0x27b70a85, 0x2e1b2138, 0x4d2c6dfc, 0x53380d13, 0x650a7354, 0x766a0abb, 0x81c2c92e, 0x92722c85,
-  0xa2bfe8a1, 0xa81a664b, 0xc24b8b70, 0xc76c51a3, 0xd192e819, 0xd6990624, 0xf40e3585, 0x106aa070,
-  0x19a4c116, 0x1e376c08, 0x2748774c, 0x34b0bcb5, 0x391c0cb3, 0x4ed8aa4a, 0x5b9cca4f, 0x682e6ff3,
-  0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7, 0xc67178f2,
-];
-
-const rotateRight = (word: number, bits: number) => (word >>> bits) | (word << (32 - bits));
-
-function sha256Hex(text: string): string {
-  const bytes = new TextEncoder().encode(text);
-  const blocks = new Uint8Array(Math.ceil((bytes.length + 9) / 64) * 64);
-  blocks.set(bytes);
-  blocks[bytes.length] = 0x80;
-  const input = new DataView(blocks.buffer);
-  input.setUint32(blocks.length - 8, Math.floor(bytes.length / 2 ** 29));
-  input.setUint32(blocks.length - 4, (bytes.length * 8) >>> 0);
-
-  const hash = new DataView(new ArrayBuffer(32));
-  INITIAL_HASH.forEach((word, index) => hash.setUint32(index * 4, word));
-  const schedule = new DataView(new ArrayBuffer(256));
-  const word = (index: number) => schedule.getUint32(index * 4);
-  for (let block = 0; block < blocks.length; block += 64) {
-    for (let index = 0; index < 64; index++) {
-      if (index < 16) {
-        schedule.setUint32(index * 4, input.getUint32(block + index * 4));
-        continue;
-      }
-      const w15 = word(index - 15);
-      const w2 = word(index - 2);
-      const s0 = rotateRight(w15, 7) ^ rotateRight(w15, 18) ^ (w15 >>> 3);
-      const s1 = rotateRight(w2, 17) ^ rotateRight(w2, 19) ^ (w2 >>> 10);
-      schedule.setUint32(index * 4, (word(index - 16) + s0 + word(index - 7) + s1) >>> 0);
-    }
-    const state = Array.from({ length: 8 }, (_, index) => hash.getUint32(index * 4));
-    let [a, b, c, d, e, f, g, h] = state as [number, number, number, number, number, number, number, number];
-    for (const [index, constant] of ROUND_CONSTANTS.entries()) {
-      const sum1 = rotateRight(e, 6) ^ rotateRight(e, 11) ^ rotateRight(e, 25);
-      const choice = (e & f) ^ (~e & g);
-      const temp1 = (h + sum1 + choice + constant + word(index)) >>> 0;
-      const sum0 = rotateRight(a, 2) ^ rotateRight(a, 13) ^ rotateRight(a, 22);
-      const majority = (a & b) ^ (a & c) ^ (b & c);
-      const temp2 = (sum0 + majority) >>> 0;
-      [h, g, f, e, d, c, b, a] = [g, f, e, (d + temp1) >>> 0, c, b, a, (temp1 + temp2) >>> 0];
-    }
-    [a, b, c, d, e, f, g, h].forEach((value, index) => hash.setUint32(index * 4, hash.getUint32(index * 4) + value));
-  }
-  return Array.from(new Uint8Array(hash.buffer), (byte) => byte.toString(16).padStart(2, '0')).join('');
+  return createHash('sha256').update(text, 'utf8').digest('hex').slice(0, HASH_LENGTH);
 }

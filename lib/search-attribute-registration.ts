@@ -1,6 +1,6 @@
 import type { ConnectionLike } from '@temporalio/client';
 import proto, { type temporal } from '@temporalio/proto';
-import { searchAttributes, searchAttributeTypes } from './search-attributes.js';
+import { searchAttributes, searchAttributeTypes } from './workflow-safe/search-attributes.js';
 
 /**
  * EchoDB's search attributes in a Temporal namespace: found, registered, or named with the commands that register

@@ -6,7 +6,7 @@ import {
   type ScheduleDescription,
 } from '@temporalio/client';
 import type { Config } from './config.js';
-import { scheduledVerifyAllWorkflowId, verifyAllScheduleId } from './naming.js';
+import { scheduledVerifyAllWorkflowId, verifyAllScheduleId } from './workflow-safe/workflow-ids.js';
 import { workflowTypes } from '../workflows/definitions.js';
 
 

@@ -1,12 +1,7 @@
 import { ServiceError, type Client } from '@temporalio/client';
-import {
-  destinationTableFor,
-  mirrorNameFor,
-  mirrorWorkflowId,
-  sourceTableIdentifier,
-  type NamingRules,
-} from '../lib/naming.js';
-import { searchAttributes, tableSearchAttributes } from '../lib/search-attributes.js';
+import { destinationTableFor, mirrorNameFor, type NamingRules } from '../lib/naming.js';
+import { mirrorWorkflowId, sourceTableIdentifier } from '../lib/workflow-safe/workflow-ids.js';
+import { searchAttributes, tableSearchAttributes } from '../lib/workflow-safe/search-attributes.js';
 import type { TableFilter } from '../lib/table-filter.js';
 import type { DdlEventRow } from '../sql/ddl-events.js';
 import { tableEventsSignal, workflowTypes } from '../workflows/definitions.js';

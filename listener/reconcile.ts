@@ -1,5 +1,5 @@
 import type { Client } from '@temporalio/client';
-import { reconcileWorkflowId } from '../lib/naming.js';
+import { reconcileWorkflowId } from '../lib/workflow-safe/workflow-ids.js';
 import { workflowTypes } from '../workflows/definitions.js';
 import type { ReconcileReport } from '../workflows/model.js';
 import type { reconcileWorkflow } from '../workflows/reconcile-workflow.js';

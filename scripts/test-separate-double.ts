@@ -9,7 +9,7 @@
  */
 import { spawn } from 'node:child_process';
 import readline from 'node:readline';
-import { startLocalServers } from '../lib/local-servers/index.js';
+import { startLocalServers } from '../test/servers/index.js';
 
 const FILES = ['test/mirror-lifecycle.test.ts', 'test/fault-matrix.test.ts', 'test/fault-matrix-servers.test.ts', 'test/fault-matrix-peerdb.test.ts'];
 

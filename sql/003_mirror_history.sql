@@ -8,7 +8,7 @@ CREATE TABLE IF NOT EXISTS echodb.mirror_operations (
   operation_key text NOT NULL UNIQUE,
   mirror        text NOT NULL,
   operation     text NOT NULL CHECK (operation IN ('create', 'add_tables', 'remove_tables', 'drop')),
-  -- Source tables as schema.table identifiers (see lib/naming.ts sourceTableIdentifier).
+  -- Source tables as schema.table identifiers (see lib/workflow-safe/workflow-ids.ts sourceTableIdentifier).
   tables        text[] NOT NULL DEFAULT '{}',
   result        text NOT NULL CHECK (result IN ('succeeded', 'failed')),
   error         text,

@@ -9,7 +9,7 @@ import { parse as parseYaml } from 'yaml';
 import { CONFIG_VARIABLES, loadConfig, VARIABLE_ALIASES } from '../lib/config.js';
 import { echoDbPeers } from '../lib/peerdb/peers.js';
 import { unreachableStaging } from '../lib/peerdb/staging-reachability.js';
-import { searchAttributeTypes } from '../lib/search-attributes.js';
+import { searchAttributeTypes } from '../lib/workflow-safe/search-attributes.js';
 
 // The compose stack cannot run here (no Docker engine): these tests check docker-compose.yml statically, and
 // docker-compose 1.29 validates it offline.

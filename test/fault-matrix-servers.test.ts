@@ -1,7 +1,7 @@
 import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { startLocalServers, type LocalServers } from '../lib/local-servers/index.js';
-import { mirrorWorkflowId } from '../lib/naming.js';
+import { startLocalServers, type LocalServers } from './servers/index.js';
+import { mirrorWorkflowId } from '../lib/workflow-safe/workflow-ids.js';
 import { tablesAddedBy } from './peerdb-double/index.js';
 import { expectConverged } from './support/end-state.js';
 import { startEchoStack, type EchoStack } from './support/echo-stack.js';

@@ -1,8 +1,9 @@
 import { defaultPayloadConverter } from '@temporalio/common';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { startLocalServers, type LocalServers } from '../lib/local-servers/index.js';
+import { startLocalServers, type LocalServers } from './servers/index.js';
 import { startVerifyAll } from '../api/verification.js';
-import { mirrorNameFor, mirrorWorkflowId, namingRules } from '../lib/naming.js';
+import { mirrorNameFor, namingRules } from '../lib/naming.js';
+import { mirrorWorkflowId } from '../lib/workflow-safe/workflow-ids.js';
 import type { VerifyAllReport } from '../workflows/model.js';
 import { expectConverged } from './support/end-state.js';
 import { recordingHistories, saveHistory } from './support/histories.js';

@@ -1,5 +1,5 @@
 import type { TestProject } from 'vitest/node';
-import { startLocalServers, type ServerSettings } from '../lib/local-servers/index.js';
+import { startLocalServers, type ServerSettings } from './servers/index.js';
 
 declare module 'vitest' {
   export interface ProvidedContext {

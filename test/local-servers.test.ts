@@ -14,9 +14,9 @@ import {
   redisServerBinary,
   temporalBinary,
   type BinarySearch,
-} from '../lib/local-servers/binaries.js';
-import { searchAttributeTypes } from '../lib/search-attributes.js';
-import { startLocalServers, type ServerSettings } from '../lib/local-servers/index.js';
+} from './servers/binaries.js';
+import { searchAttributeTypes } from '../lib/workflow-safe/search-attributes.js';
+import { startLocalServers, type ServerSettings } from './servers/index.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 

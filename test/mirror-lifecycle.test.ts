@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import pg from 'pg';
-import { mirrorWorkflowId } from '../lib/naming.js';
+import { mirrorWorkflowId } from '../lib/workflow-safe/workflow-ids.js';
 import { startEchoStack, type EchoStack } from './support/echo-stack.js';
 import { until } from './support/until.js';
 import { recordingHistories, saveHistory } from './support/histories.js';
@@ -217,7 +217,7 @@ describe('per-schema strategy (the default)', () => {
   });
 
   it('continues as new when Temporal suggests it, carrying its tables into the next run', async () => {
-    // The test server suggests continue-as-new after 150 events (lib/local-servers/temporal.ts).
+    // The test server suggests continue-as-new after 150 events (test/servers/temporal.ts).
     const runs: { status: string }[] = [];
     for await (const execution of stack.temporal.workflow.list({ query: `WorkflowId = 'echodb-mirror:${mirror}'` })) {
       runs.push({ status: execution.status.name });

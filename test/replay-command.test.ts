@@ -4,7 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { temporalBinary } from '../lib/local-servers/binaries.js';
+import { temporalBinary } from './servers/binaries.js';
 import { runCli } from './support/cli.js';
 import { startEchoStack, type EchoStack } from './support/echo-stack.js';
 

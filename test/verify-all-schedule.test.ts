@@ -3,7 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { inject } from 'vitest';
 import { Client, Connection, ScheduleNotFoundError } from '@temporalio/client';
 import { loadConfig } from '../lib/config.js';
-import { verifyAllScheduleId } from '../lib/naming.js';
+import { verifyAllScheduleId } from '../lib/workflow-safe/workflow-ids.js';
 import { deleteVerifyAllSchedule, ensureVerifyAllSchedule } from '../lib/verify-all-schedule.js';
 import { postgresEnv, runCli } from './support/cli.js';
 import { createTestDatabase, type TestDatabase } from './support/database.js';

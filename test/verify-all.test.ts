@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startVerifyAll } from '../api/verification.js';
-import { verifyAllWorkflowId, verifyWorkflowId } from '../lib/naming.js';
+import { verifyAllWorkflowId, verifyWorkflowId } from '../lib/workflow-safe/workflow-ids.js';
 import type { VerifyAllReport } from '../workflows/model.js';
 import { startEchoStack, type EchoStack, type VerificationRow } from './support/echo-stack.js';
 import { recordingHistories, saveHistory } from './support/histories.js';

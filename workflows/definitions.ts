@@ -5,7 +5,7 @@
  * Safe both inside the workflow sandbox and in Node.
  */
 import { defineQuery, defineSignal } from '@temporalio/workflow';
-import { MirrorFailed, MirrorNotFound, MirrorStalled, MirrorWedged, PeerDbInvalidRequest } from '../lib/peerdb/errors.js';
+import { MirrorFailed, MirrorNotFound, MirrorStalled, MirrorWedged, PeerDbInvalidRequest } from '../lib/workflow-safe/peerdb-errors.js';
 import type { RetrySettings, TableEvent, TrackedTable } from './model.js';
 
 /** Workflow types, as registered by the worker (each is the exported function's name; test/workflow-code.test.ts). */
@@ -31,7 +31,7 @@ export const mirrorStateQuery = defineQuery<MirrorView>('mirrorState');
 
 /**
  * Failures that retrying cannot fix: the workflow records them and moves on. An activity's failure type is its
- * error's class name (lib/peerdb/errors.ts), so they are named from the classes.
+ * error's class name (lib/workflow-safe/peerdb-errors.ts), so they are named from the classes.
  */
 export const NON_RETRYABLE = [PeerDbInvalidRequest, MirrorFailed, MirrorNotFound, MirrorWedged, MirrorStalled].map(
   (type) => type.name,

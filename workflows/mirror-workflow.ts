@@ -17,8 +17,8 @@ import {
 import { WorkflowExecutionAlreadyStartedError } from '@temporalio/common';
 import type { Activities } from '../activities/index.js';
 import type { CreateOutcome, EditOutcome } from '../activities/mirror-activities.js';
-import { searchAttributes, tableSearchAttributes } from '../lib/search-attributes.js';
-import { parseSourceTableIdentifier, verifyWorkflowId } from '../lib/naming.js';
+import { searchAttributes, tableSearchAttributes } from '../lib/workflow-safe/search-attributes.js';
+import { parseSourceTableIdentifier, verifyWorkflowId } from '../lib/workflow-safe/workflow-ids.js';
 import type {
   DestinationCollision,
   LeftOut,

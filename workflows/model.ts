@@ -8,7 +8,7 @@ export interface TableRef {
 
 /** A source table as one mirror holds it. */
 export interface MirrorTable extends TableRef {
-  /** The sourceTableIdentifier sent to PeerDB (lib/naming.ts). */
+  /** The sourceTableIdentifier sent to PeerDB (lib/workflow-safe/workflow-ids.ts). */
   source: string;
   /** The ClickHouse table it lands in. */
   destination: string;

@@ -1,6 +1,6 @@
 import { proxyActivities, workflowInfo } from '@temporalio/workflow';
 import type { Activities } from '../activities/index.js';
-import { qualifiedName } from '../lib/naming.js';
+import { qualifiedName } from '../lib/workflow-safe/workflow-ids.js';
 import type { ReconcileReport } from './model.js';
 
 const { findDrift, sendTableEvents } = proxyActivities<Activities>({

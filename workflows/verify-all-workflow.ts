@@ -9,8 +9,8 @@ import {
 import { WorkflowExecutionAlreadyStartedError } from '@temporalio/common';
 import type { Activities } from '../activities/index.js';
 import type { MirroredTable } from '../lib/mirrored-tables.js';
-import { verifyWorkflowId } from '../lib/naming.js';
-import { tableSearchAttributes } from '../lib/search-attributes.js';
+import { verifyWorkflowId } from '../lib/workflow-safe/workflow-ids.js';
+import { tableSearchAttributes } from '../lib/workflow-safe/search-attributes.js';
 import type { ReconcileReport, VerificationResult, VerifyAllReport, VerifyTableInput } from './model.js';
 import { reconcileWorkflow } from './reconcile-workflow.js';
 import { errorText, verifyTableWorkflow } from './verify-workflow.js';

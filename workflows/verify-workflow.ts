@@ -1,6 +1,6 @@
 import { patched, proxyActivities, sleep, upsertSearchAttributes, workflowInfo } from '@temporalio/workflow';
 import type { Activities } from '../activities/index.js';
-import { tableSearchAttributes } from '../lib/search-attributes.js';
+import { tableSearchAttributes } from '../lib/workflow-safe/search-attributes.js';
 import { LEGACY_RETRY } from './definitions.js';
 import type { VerificationResult, VerifyTableInput } from './model.js';
 

@@ -7,7 +7,7 @@ import {
   PeerDbInvalidRequest,
   PeerDbUnavailable,
   PeerUnreachable,
-} from './errors.js';
+} from '../workflow-safe/peerdb-errors.js';
 import type {
   CdcFlowConfigUpdate,
   FlowConnectionConfigs,

@@ -1,6 +1,6 @@
 import { execFile } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import type { PostgresSettings } from '../../lib/local-servers/index.js';
+import type { PostgresSettings } from '../servers/index.js';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 

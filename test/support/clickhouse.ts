@@ -2,7 +2,7 @@ import crypto from 'node:crypto';
 import { ClickHouseLogLevel, createClient, type ClickHouseClient } from '@clickhouse/client';
 import { inject } from 'vitest';
 import { countLiveRows } from '../../lib/clickhouse-sql.js';
-import type { ClickHouseSettings } from '../../lib/local-servers/index.js';
+import type { ClickHouseSettings } from '../servers/index.js';
 
 export interface TestClickHouse {
   client: ClickHouseClient;

@@ -1,7 +1,7 @@
 import crypto from 'node:crypto';
 import pg from 'pg';
 import { inject } from 'vitest';
-import type { PostgresSettings } from '../../lib/local-servers/index.js';
+import type { PostgresSettings } from '../servers/index.js';
 
 export interface TestDatabase {
   settings: PostgresSettings;

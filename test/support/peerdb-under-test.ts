@@ -1,7 +1,7 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { it } from 'vitest';
-import type { ClickHouseSettings } from '../../lib/local-servers/index.js';
+import type { ClickHouseSettings } from '../servers/index.js';
 import {
   startPeerDbDouble,
   type FlowStatus,

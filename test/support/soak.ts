@@ -13,8 +13,8 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import type pg from 'pg';
-import { mirrorWorkflowId } from '../../lib/naming.js';
-import { startLocalServers, type RedisSettings, type ServerSettings } from '../../lib/local-servers/index.js';
+import { mirrorWorkflowId } from '../../lib/workflow-safe/workflow-ids.js';
+import { startLocalServers, type RedisSettings, type ServerSettings } from '../servers/index.js';
 import { redisLeaseHolder } from '../../listener/redis-lease.js';
 import { startEchoProcess, type EchoProcess } from './echo-process.js';
 import { startEchoStack, type EchoStack } from './echo-stack.js';

@@ -4,7 +4,7 @@ import { execFileSync } from 'node:child_process';
 import pg from 'pg';
 import { postgresBinDir } from './binaries.js';
 import { ManagedProcess, isRoot } from './managed-process.js';
-import { freePort } from './ports.js';
+import { freePort } from '../../lib/free-port.js';
 import { chownTo, randomSecret } from './files.js';
 import type { TestCertificates } from './certificates.js';
 

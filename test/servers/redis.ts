@@ -3,7 +3,7 @@ import path from 'node:path';
 import { Redis } from 'ioredis';
 import { redisServerBinary } from './binaries.js';
 import { ManagedProcess } from './managed-process.js';
-import { freePort } from './ports.js';
+import { freePort } from '../../lib/free-port.js';
 import { randomSecret } from './files.js';
 
 export interface RedisSettings {

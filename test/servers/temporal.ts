@@ -3,8 +3,8 @@ import path from 'node:path';
 import { Connection } from '@temporalio/client';
 import { temporalBinary } from './binaries.js';
 import { ManagedProcess } from './managed-process.js';
-import { freePorts } from './ports.js';
-import { searchAttributeTypes } from '../search-attributes.js';
+import { freePorts } from '../../lib/free-port.js';
+import { searchAttributeTypes } from '../../lib/workflow-safe/search-attributes.js';
 
 export interface TemporalSettings {
   address: string;

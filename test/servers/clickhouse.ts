@@ -4,7 +4,7 @@ import https from 'node:https';
 import path from 'node:path';
 import { clickhouseServerBinary } from './binaries.js';
 import { ManagedProcess, isRoot } from './managed-process.js';
-import { freePorts } from './ports.js';
+import { freePorts } from '../../lib/free-port.js';
 import { chownTo, randomSecret } from './files.js';
 import type { TestCertificates } from './certificates.js';
 
