@@ -31,6 +31,8 @@ import { withBreakerAwareRetries } from './temporal-errors.js';
 const UPDATE_READ_WAIT_MS = 30_000;
 /** How often a wait in SNAPSHOT reads the initial load's progress (a heavy status call). */
 const PROGRESS_EVERY_MS = 30_000;
+/** How long a mirror workflow with no mirror left waits for new events before it completes. */
+const MIRROR_IDLE_COMPLETION_MS = 60_000;
 
 const toMapping = (table: MirrorTable): TableMapping => ({
   sourceTableIdentifier: table.source,
@@ -168,6 +170,7 @@ export function createMirrorActivities(deps: ActivityDependencies) {
         retry: { ...config.retry },
         verifyAll: { concurrency: config.consistencyChecker.concurrency },
         claimWaitMs: config.mirror.claimWaitMs,
+        idleCompletionMs: MIRROR_IDLE_COMPLETION_MS,
       });
     },
 

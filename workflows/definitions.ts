@@ -6,7 +6,7 @@
  */
 import { defineQuery, defineSignal } from '@temporalio/workflow';
 import { MirrorFailed, MirrorNotFound, MirrorStalled, MirrorWedged, PeerDbInvalidRequest } from '../lib/workflow-safe/peerdb-errors.js';
-import type { RetrySettings, TableEvent, TrackedTable } from './model.js';
+import type { TableEvent, TrackedTable } from './model.js';
 
 /** Workflow types, as registered by the worker (each is the exported function's name; test/workflow-code.test.ts). */
 export const workflowTypes = {
@@ -18,8 +18,6 @@ export const workflowTypes = {
 
 /** Events for this mirror, in outbox order: one signal per mirror per listener batch. */
 export const tableEventsSignal = defineSignal<[TableEvent[]]>('tableEvents');
-/** One event per signal, as listeners before batching sent them; kept so that their histories still replay. */
-export const tableEventSignal = defineSignal<[TableEvent]>('tableEvent');
 
 export interface MirrorView {
   mirror: string;
@@ -36,6 +34,3 @@ export const mirrorStateQuery = defineQuery<MirrorView>('mirrorState');
 export const NON_RETRYABLE = [PeerDbInvalidRequest, MirrorFailed, MirrorNotFound, MirrorWedged, MirrorStalled].map(
   (type) => type.name,
 );
-
-/** The retry settings workers used before MAX_RETRIES and RETRY_DELAY reached the workflows (old histories). */
-export const LEGACY_RETRY: RetrySettings = { maxRetries: 3, backoffMs: 1000 };

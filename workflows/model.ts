@@ -53,10 +53,11 @@ export interface MirrorSettings {
   onDrop: 'keep' | 'rename' | 'drop';
   verify: VerifySettings;
   retry: RetrySettings;
-  /** Absent when a worker from before verify-all answered. */
-  verifyAll?: VerifyAllSettings;
-  /** DESTINATION_CLAIM_WAIT; absent from older workers (no wait). */
-  claimWaitMs?: number;
+  verifyAll: VerifyAllSettings;
+  /** DESTINATION_CLAIM_WAIT. */
+  claimWaitMs: number;
+  /** How long a mirror workflow with no mirror left waits for new events before it completes. */
+  idleCompletionMs: number;
 }
 
 export interface VerifyAllSettings {
@@ -66,12 +67,12 @@ export interface VerifyAllSettings {
 
 /**
  * MAX_RETRIES, RETRY_DELAY and RETRY_BACKOFF: retries of a failed step after its first attempt, the first wait, and
- * how much longer each next wait is (absent from older workers' settings: 2).
+ * how much longer each next wait is.
  */
 export interface RetrySettings {
   maxRetries: number;
   backoffMs: number;
-  backoffCoefficient?: number;
+  backoffCoefficient: number;
 }
 
 export interface VerifySettings {

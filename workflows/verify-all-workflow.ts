@@ -13,15 +13,13 @@ import { verifyWorkflowId } from '../lib/workflow-safe/workflow-ids.js';
 import { tableSearchAttributes } from '../lib/workflow-safe/search-attributes.js';
 import type { ReconcileReport, VerificationResult, VerifyAllReport, VerifyTableInput } from './model.js';
 import { reconcileWorkflow } from './reconcile-workflow.js';
-import { errorText, verifyTableWorkflow } from './verify-workflow.js';
+import { failureText } from './failures.js';
+import { verifyTableWorkflow } from './verify-workflow.js';
 
 const { mirrorSettings, listMirroredTables } = proxyActivities<Activities>({
   startToCloseTimeout: '1 minute',
   retry: { initialInterval: '1 second', maximumInterval: '1 minute' },
 });
-
-/** VERIFY_CONCURRENCY's default, for settings from a worker that predates it. */
-const DEFAULT_CONCURRENCY = 4;
 
 /**
  * Proves every mirrored table: first reconcile (so that drift is repaired, not just reported), then one verify
@@ -51,7 +49,7 @@ export async function verifyAllWorkflow(): Promise<VerifyAllReport> {
       results[index] = await verify(input(tables[index]!));
     }
   };
-  const lanes = Math.min(settings.verifyAll?.concurrency ?? DEFAULT_CONCURRENCY, tables.length);
+  const lanes = Math.min(settings.verifyAll.concurrency, tables.length);
   await Promise.all(Array.from({ length: lanes }, lane));
 
   const count = (status: VerificationResult['status']) => results.filter((r) => r.status === status).length;
@@ -72,7 +70,7 @@ async function runReconcile(workflowId: string): Promise<ReconcileReport | null>
     return await executeChild(reconcileWorkflow, { workflowId, parentClosePolicy: ParentClosePolicy.ABANDON });
   } catch (error) {
     if (!(error instanceof WorkflowExecutionAlreadyStartedError || error instanceof ChildWorkflowFailure)) throw error;
-    log.warn('verify-all goes on without reconcile', { error: errorText(error) });
+    log.warn('verify-all goes on without reconcile', { error: failureText(error) });
     return null;
   }
 }
@@ -106,7 +104,7 @@ async function verify(input: VerifyTableInput): Promise<VerificationResult> {
       match: false,
       difference: null,
       attempts: 0,
-      error: errorText(error),
+      error: failureText(error),
       timestamp: new Date(Date.now()).toISOString(),
     };
   }

@@ -1,18 +1,13 @@
-import { patched, proxyActivities, sleep, upsertSearchAttributes, workflowInfo } from '@temporalio/workflow';
+import { proxyActivities, sleep, upsertSearchAttributes, workflowInfo } from '@temporalio/workflow';
 import type { Activities } from '../activities/index.js';
 import { tableSearchAttributes } from '../lib/workflow-safe/search-attributes.js';
-import { LEGACY_RETRY } from './definitions.js';
+import { failureText } from './failures.js';
 import type { VerificationResult, VerifyTableInput } from './model.js';
 
 const { mirrorSettings, recordVerification } = proxyActivities<Activities>({
   startToCloseTimeout: '1 minute',
   retry: { initialInterval: '1 second', maximumInterval: '1 minute' },
 });
-
-
-/** A failure's own words: an activity's or child's cause rather than Temporal's wrapping. */
-export const errorText = (error: unknown): string =>
-  error instanceof Error ? (error.cause instanceof Error ? error.cause.message : error.message) : String(error);
 
 /**
  * Verifies one mirrored table: waits, compares PostgreSQL's count(*) with ClickHouse's live count, retries a
@@ -22,17 +17,16 @@ export async function verifyTableWorkflow(input: VerifyTableInput): Promise<Veri
   const { table } = input;
   // Already set when the mirror workflow started it; a verify started on its own needs them too.
   upsertSearchAttributes(tableSearchAttributes(input.mirror, table));
-  const configured = input.settings === undefined ? await mirrorSettings() : undefined;
-  const settings = input.settings ?? configured!.verify;
-  const retry = input.retry ?? configured?.retry ?? LEGACY_RETRY;
+  const { verify: settings, retry } = input.settings && input.retry
+    ? { verify: input.settings, retry: input.retry }
+    : await mirrorSettings();
   // Counting gives up after MAX_RETRIES: an unreachable side becomes an error result, not a stuck workflow.
   const { countRows } = proxyActivities<Activities>({
     startToCloseTimeout: '5 minutes',
-    retry: { initialInterval: retry.backoffMs, backoffCoefficient: retry.backoffCoefficient ?? 2, maximumAttempts: retry.maxRetries + 1 },
+    retry: { initialInterval: retry.backoffMs, backoffCoefficient: retry.backoffCoefficient, maximumAttempts: retry.maxRetries + 1 },
   });
-  // sleep(0) still costs a timer round trip (about a second on a dev server); histories from before this skip
-  // have that timer, so only runs that record the patch skip it.
-  if (settings.delayMs > 0 || !patched('skip-zero-verify-delay')) await sleep(settings.delayMs);
+  // sleep(0) would still cost a timer round trip (about a second on a dev server).
+  if (settings.delayMs > 0) await sleep(settings.delayMs);
 
   let attempts = 0;
   let counts: { postgres: number; clickhouse: number } | undefined;
@@ -43,7 +37,7 @@ export async function verifyTableWorkflow(input: VerifyTableInput): Promise<Veri
       counts = await countRows(table);
     } catch (failure) {
       counts = undefined;
-      error = errorText(failure);
+      error = failureText(failure);
       break;
     }
     if (counts.postgres === counts.clickhouse || attempts === settings.attempts) break;

@@ -37,3 +37,9 @@ const cliTypeNames: Record<SearchAttributeType, string> = {
 export const searchAttributeTypes: Record<string, string> = Object.fromEntries(
   Object.values(searchAttributes).map((key) => [key.name, cliTypeNames[key.type]]),
 );
+
+/** The eventId attribute of an outbox event: outbox ids are integers; a rename's halves carry a suffix (`42:from`). */
+export function eventIdAttribute(eventId: string | undefined) {
+  const numeric = Number(eventId?.split(':')[0]);
+  return Number.isSafeInteger(numeric) ? [{ key: searchAttributes.eventId, value: numeric }] : [];
+}

@@ -3,8 +3,8 @@ import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { historyFromJSON } from '@temporalio/common/lib/proto-utils.js';
 import { Worker } from '@temporalio/worker';
-import { WORKFLOWS_ENTRY } from '../workers/workflow-code.js';
-import { HISTORIES_DIR } from './support/histories.js';
+import { WORKFLOWS_ENTRY } from '../../workers/workflow-code.js';
+import { HISTORIES_DIR } from '../support/histories.js';
 
 const fixtures = fs.readdirSync(HISTORIES_DIR).filter((file) => file.endsWith('.json')).sort();
 

@@ -1,8 +1,8 @@
 import fs from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { workflowCode, WORKFLOWS_ENTRY } from '../workers/workflow-code.js';
-import { NON_RETRYABLE, workflowTypes } from '../workflows/definitions.js';
-import * as workflows from '../workflows/index.js';
+import { workflowCode, WORKFLOWS_ENTRY } from '../../workers/workflow-code.js';
+import { NON_RETRYABLE, workflowTypes } from '../../workflows/definitions.js';
+import * as workflows from '../../workflows/index.js';
 
 describe('workflow code from the source', () => {
   it('is bundled once per version of the source, and the same bundle is used again', async () => {
