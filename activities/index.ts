@@ -4,6 +4,7 @@ import type pg from 'pg';
 import type { Config } from '../lib/config.js';
 import type { CircuitBreaker } from '../lib/circuit-breaker.js';
 import type { PeerDbClient } from '../lib/peerdb/client.js';
+import { createCleanupActivities } from './cleanup-activities.js';
 import { createMirrorActivities } from './mirror-activities.js';
 import { createReconcileActivities } from './reconcile-activities.js';
 import { createVerifyActivities } from './verify-activities.js';
@@ -21,7 +22,7 @@ export interface ActivityDependencies {
 
 /** Every activity EchoDB's workflows call, bound to their dependencies. */
 export function createActivities(deps: ActivityDependencies) {
-  return { ...createMirrorActivities(deps), ...createVerifyActivities(deps), ...createReconcileActivities(deps) };
+  return { ...createMirrorActivities(deps), ...createVerifyActivities(deps), ...createReconcileActivities(deps), ...createCleanupActivities(deps) };
 }
 
 export type Activities = ReturnType<typeof createActivities>;

@@ -6,8 +6,8 @@ import { parseSourceTableIdentifier, qualifiedName } from '../lib/workflow-safe/
 import type { DdlEventRow } from '../sql/ddl-events.js';
 import type { TableRef } from '../workflows/model.js';
 
-/** The outbox statuses (sql/001_outbox.sql). */
-export const EVENT_STATUSES = ['pending', 'dispatched', 'skipped', 'failed'] as const;
+/** The outbox statuses (sql/001_outbox.sql, without the 'failed' that sql/006_retention.sql removed: never written). */
+export const EVENT_STATUSES = ['pending', 'dispatched', 'skipped'] as const;
 export type EventStatus = (typeof EVENT_STATUSES)[number];
 
 export interface VerificationRow {

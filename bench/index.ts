@@ -1,4 +1,4 @@
-// `npm run bench [-- trigger|mirrors|listener|api|verify|memory ...]`: starts throwaway servers, measures, prints tables and writes
+// `npm run bench [-- trigger|mirrors|listener|api|verify|memory|retention ...]`: starts throwaway servers, measures, prints tables and writes
 // bench/results/<date>.json. Without arguments it runs every benchmark.
 import fs from 'node:fs';
 import os from 'node:os';
@@ -9,6 +9,7 @@ import { measureApi } from './api.js';
 import { measureDispatchLatency, measureDispatchSteps, measureFailover } from './listener.js';
 import { measureMirrorLifecycle } from './mirror-lifecycle.js';
 import { measureMemory } from './memory.js';
+import { measureRetention } from './retention.js';
 import { measureTriggerOverhead } from './trigger-overhead.js';
 import { measureVerify } from './verify.js';
 
@@ -157,6 +158,45 @@ try {
       'all verified (s)': r.secondsUntilAllVerified,
     }])));
     results.memory = memory;
+  }
+
+  if (runs('retention')) {
+    const options = {
+      tables: Number(process.env.BENCH_RETENTION_TABLES ?? 1000),
+      days: Number(process.env.BENCH_RETENTION_DAYS ?? 30),
+      everyMinutes: Number(process.env.BENCH_RETENTION_EVERY_MINUTES ?? 15),
+      eventsPerDay: Number(process.env.BENCH_RETENTION_EVENTS_PER_DAY ?? 1000),
+      requests: Number(process.env.BENCH_RETENTION_REQUESTS ?? 50),
+    };
+    console.log(
+      `bench retention: ${options.days} days of verify-all every ${options.everyMinutes} min over ${options.tables} tables, ` +
+        `${options.eventsPerDay} dispatched events and mirror operations a day; then a cleanup with the default retention`,
+    );
+    const retention = await measureRetention(servers.settings, options);
+    console.log(`bench retention: filled in ${retention.fillSeconds} s; cleanup of rows older than ${retention.retentionDays} days, ${retention.batchSize} rows a statement`);
+    console.table(Object.fromEntries(Object.keys(retention.before).map((table) => [table, {
+      'rows before': retention.before[table]!.rows,
+      'MiB before': retention.before[table]!.totalMiB,
+      'rows after': retention.after[table]!.rows,
+      'MiB after (VACUUM)': retention.after[table]!.totalMiB,
+    }])));
+    console.table(Object.fromEntries(Object.entries(retention.latencyMs).map(([name, { before, after }]) => [name, {
+      'p50 before (ms)': before.p50,
+      'p95 before (ms)': before.p95,
+      'p50 after (ms)': after.p50,
+      'p95 after (ms)': after.p95,
+    }])));
+    console.table(Object.fromEntries(retention.cleanup.tables.map((t) => [t.table, {
+      deleted: t.deleted,
+      batches: t.batches,
+      'longest batch (ms)': t.longestBatchMs,
+    }])));
+    const inserts = retention.insertsDuringCleanupMs;
+    console.log(
+      `bench retention: cleanup took ${retention.cleanup.seconds} s, its longest batch ${retention.cleanup.longestBatchMs} ms; ` +
+        `${inserts.count} verification INSERTs meanwhile: p50 ${inserts.p50} ms, p95 ${inserts.p95} ms, max ${inserts.max} ms`,
+    );
+    results.retention = retention;
   }
 
   const dir = fileURLToPath(new URL('results/', import.meta.url));

@@ -7,7 +7,6 @@ const table = (schema: string, name: string) => `${schema}.${name}`;
 function describeEvent(row: DdlEventRow): string {
   const what = `  outbox  event #${row.id} ${row.operation} ${table(row.schema_name, row.table_name)}`;
   if (row.status === 'skipped') return `${what}: skipped, ${row.skip_reason ?? 'filtered out'}`;
-  if (row.status === 'failed') return `${what}: failed, ${row.error ?? 'unknown error'}`;
   return `${what}: dispatched to ${row.workflow_id ?? '?'}`;
 }
 

@@ -5,6 +5,9 @@ import { verifyAllScheduleId } from '../lib/workflow-safe/workflow-ids.js';
 import { registerSearchAttributes } from '../lib/search-attribute-registration.js';
 import { withTemporalClient } from '../lib/temporal-client.js';
 import { deleteVerifyAllSchedule, ensureVerifyAllSchedule, verifyAllIntervalSeconds } from '../lib/verify-all-schedule.js';
+import { deleteCleanupSchedule, describeCleanupSchedule, ensureCleanupSchedule } from '../lib/cleanup-schedule.js';
+import { cleanupScheduleId } from '../lib/workflow-safe/workflow-ids.js';
+import { parseBatchSize, parseDays } from '../lib/retention.js';
 import { withPostgresClient } from '../lib/postgres.js';
 import { clickhouseUrl, createClickHouseClient } from '../lib/clickhouse.js';
 import { ensureClickHouseDatabase } from '../lib/clickhouse-database.js';
@@ -16,7 +19,7 @@ import { describePeer, ensurePeers } from '../lib/peerdb/peers.js';
 import { unreachableStaging } from '../lib/peerdb/staging-reachability.js';
 import { installCapture, uninstallCapture, readMigrations, SchemaTooNew } from '../sql/migrations.js';
 import { runDemo } from './demo.js';
-import type { OperationOptions } from './operations.js';
+import type { CleanupCommandOptions, OperationOptions } from './operations.js';
 import { parseTableArgument } from './table-argument.js';
 import type { TableRef } from '../workflows/model.js';
 import { ROLES, runRoles, type Role } from './run.js';
@@ -97,11 +100,11 @@ program
   .description(
     "install EchoDB's DDL capture into the source database (schema echodb, the outbox, the event triggers), " +
       "create or update PeerDB's source and destination peers through the Flow API (PEERDB_API_URL), then " +
-      "register EchoDB's search attributes in the Temporal namespace when missing, and create or update the Temporal schedule that runs verify-all every CONSISTENCY_CHECK_INTERVAL; " +
+      "register EchoDB's search attributes in the Temporal namespace when missing, create or update the Temporal schedules that run verify-all every CONSISTENCY_CHECK_INTERVAL and cleanup every CLEANUP_INTERVAL; " +
       're-runnable: applies only the migrations not yet applied',
   )
   .option('--no-peers', 'leave PeerDB alone: do not create or update the peers (the worker creates them before its first mirror anyway)')
-  .option('--no-schedule', 'leave Temporal alone: do not register the search attributes nor create the verify-all schedule (for a database set up before Temporal is reachable)')
+  .option('--no-schedule', 'leave Temporal alone: do not register the search attributes nor create the schedules (for a database set up before Temporal is reachable)')
   .action(async (options: { peers: boolean; schedule: boolean }) => {
     const config = loadConfig();
     // Before anything is installed: PeerDB would accept such a peer, and every sync into it would fail.
@@ -145,12 +148,19 @@ program
     );
     const scheduleId = verifyAllScheduleId(config.temporal.taskQueue);
     console.log(`setup: verify-all schedule ${scheduleId} ${outcome} (every ${verifyAllIntervalSeconds(config)} s)`);
+    const cleanup = await onTemporal(
+      config,
+      'create the cleanup schedule',
+      (client) => ensureCleanupSchedule(client, config),
+      skipHint('Temporal', '--no-schedule'),
+    );
+    console.log(`setup: ${describeCleanupSchedule(config, cleanup)}`);
   });
 
 program
   .command('uninstall')
-  .description("remove everything `echodb setup` installed: the verify-all schedule, then the SQL (the outbox's rows included)")
-  .option('--no-schedule', 'leave Temporal alone: remove only the SQL, not the verify-all schedule')
+  .description("remove everything `echodb setup` installed: the verify-all and cleanup schedules, then the SQL (the outbox's rows included)")
+  .option('--no-schedule', 'leave Temporal alone: remove only the SQL, not the schedules')
   .action(async (options: { schedule: boolean }) => {
     const config = loadConfig();
     // The schedule goes first: its runs would fail against a database without EchoDB's tables.
@@ -163,6 +173,13 @@ program
       );
       const scheduleId = verifyAllScheduleId(config.temporal.taskQueue);
       console.log(`uninstall: ${outcome === 'deleted' ? 'deleted the' : 'found no'} verify-all schedule ${scheduleId}`);
+      const cleanup = await onTemporal(
+        config,
+        'delete the cleanup schedule',
+        (client) => deleteCleanupSchedule(client, config),
+        '; the SQL was not removed: pass --no-schedule to remove only the SQL',
+      );
+      console.log(`uninstall: ${cleanup === 'deleted' ? 'deleted the' : 'found no'} cleanup schedule ${cleanupScheduleId(config.temporal.taskQueue)}`);
     }
     await withPostgresClient(config.postgres, (client) => uninstallCapture(client));
     console.log(`uninstall: removed EchoDB's schema and event triggers from ${describeTarget(config)}`);
@@ -292,6 +309,33 @@ program
   .action(async (options: OperationOptions) => {
     const { status } = await import('./operations.js');
     process.exitCode = EXIT[await status(loadConfig(), options)];
+  });
+
+const optionParser = (parse: (raw: string) => number | undefined, expected: string) => (raw: string) => {
+  const value = parse(raw);
+  if (value === undefined) throw new InvalidArgumentError(`${JSON.stringify(raw)} is not ${expected}`);
+  return value;
+};
+
+program
+  .command('cleanup')
+  .description(
+    "delete EchoDB's history rows older than the retention period: dispatched and skipped outbox events, mirror " +
+      'operations and verifications, in batches of short transactions (what the cleanup schedule runs). Kept ' +
+      "whatever their age: pending events, each table's latest verification, each mirror's latest operation",
+  )
+  .option('--older-than <days>', 'delete rows older than this many whole days (default: RETENTION_DAYS, 7)', optionParser(parseDays, 'a whole number of days of 1 or more'))
+  .option('--batch-size <rows>', 'rows per DELETE statement (default: RETENTION_BATCH_SIZE, 1000)', optionParser(parseBatchSize, 'a number of rows from 1 to 100000'))
+  .option('--dry-run', 'count what would be deleted, delete nothing')
+  .option('--json', 'print JSON instead of text')
+  .addHelpText(
+    'after',
+    `\nExit codes: ${EXIT.ok} done; ${EXIT.usage} an invalid option; ${EXIT.failure} PostgreSQL unreachable or EchoDB not installed; ` +
+      `${EXIT.config} invalid configuration; ${EXIT.schemaTooNew} EchoDB's tables are newer than this release.`,
+  )
+  .action(async (options: CleanupCommandOptions) => {
+    const { cleanup } = await import('./operations.js');
+    process.exitCode = EXIT[await cleanup(loadConfig(), options)];
   });
 
 program

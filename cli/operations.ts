@@ -1,6 +1,8 @@
-// The operator commands that look at a running deployment: verify, verify-all and status. They start workflows
-// and read EchoDB's tables, like the HTTP API (api/), and print for a terminal or, with --json, for scripts.
+// The operator commands that look at a running deployment: verify, verify-all, status and cleanup. They start
+// workflows and read EchoDB's tables, like the HTTP API (api/), and print for a terminal or, with --json, for
+// scripts; cleanup deletes old history rows itself (lib/retention.ts), as the cleanup schedule does.
 import type { Client } from '@temporalio/client';
+import type pg from 'pg';
 import { pino } from 'pino';
 import { createBreakers } from '../lib/circuit-breaker.js';
 import type { Config } from '../lib/config.js';
@@ -8,6 +10,8 @@ import type { SourceQuery } from '../lib/mirrored-tables.js';
 import { qualifiedName } from '../lib/workflow-safe/workflow-ids.js';
 import { PeerDbClient } from '../lib/peerdb/client.js';
 import { createPostgresPool } from '../lib/postgres.js';
+import { deleteOldRows, type CleanupReport } from '../lib/retention.js';
+import { assertSchemaNotNewer, installedSchemaVersion } from '../sql/migrations.js';
 import { withTemporalClient } from '../lib/temporal-client.js';
 import { advisoryLockHolder } from '../listener/advisory-lock-lease.js';
 import { redisLeaseHolder } from '../listener/redis-lease.js';
@@ -39,10 +43,10 @@ export interface OperationOptions {
   wait?: number;
 }
 
-async function withSource<T>(config: Config, use: (query: SourceQuery) => Promise<T>): Promise<T> {
+async function withSource<T>(config: Config, use: (query: SourceQuery, pool: pg.Pool) => Promise<T>): Promise<T> {
   const pool = createPostgresPool(config.postgres, 'echodb-cli');
   try {
-    return await use((text, values) => pool.query(text, values));
+    return await use((text, values) => pool.query(text, values), pool);
   } finally {
     await pool.end();
   }
@@ -171,6 +175,44 @@ export async function status(config: Config, options: OperationOptions): Promise
     for (const row of report.verifications) {
       console.log(`  ${row.status.padEnd(8)}  ${row.table}  PostgreSQL ${row.postgres_count ?? '?'}, ClickHouse ${row.clickhouse_count ?? '?'}  at ${row.timestamp}`);
     }
+    return 'ok';
+  });
+}
+
+export interface CleanupCommandOptions {
+  json?: boolean;
+  dryRun?: boolean;
+  /** Days; default RETENTION_DAYS. */
+  olderThan?: number;
+  /** Rows per statement; default RETENTION_BATCH_SIZE. */
+  batchSize?: number;
+}
+
+function describeCleanup(report: CleanupReport): string[] {
+  const verb = report.dryRun ? 'would delete' : 'deleted';
+  const head =
+    `cleanup${report.dryRun ? ' (dry run)' : ''}: ${verb} rows older than ${report.olderThanDays} day(s) ` +
+    `(before ${report.cutoff}), ${report.batchSize} a statement, in ${(report.durationMs / 1000).toFixed(1)} s`;
+  const width = Math.max(...report.tables.map(({ table }) => table.length));
+  const lines = report.tables.map((t) =>
+    `  echodb.${t.table.padEnd(width)}  ${verb} ${t.deleted}` +
+      (report.dryRun ? '' : ` in ${t.batches} batch(es), the longest ${t.longestBatchMs} ms`),
+  );
+  return [head, ...lines, "  kept whatever their age: pending events, each table's latest verification, each mirror's latest operation"];
+}
+
+/** `echodb cleanup`: deletes the history rows older than the retention period, in batches (lib/retention.ts). */
+export async function cleanup(config: Config, options: CleanupCommandOptions): Promise<Outcome> {
+  return withSource(config, async (query, pool): Promise<Outcome> => {
+    const installed = await installedSchemaVersion(pool);
+    if (installed === null) throw new Error('EchoDB is not installed in this database (no schema echodb): run `echodb setup` first');
+    assertSchemaNotNewer(installed);
+    const report = await deleteOldRows(query, {
+      olderThanDays: options.olderThan ?? config.retention.days,
+      batchSize: options.batchSize ?? config.retention.batchSize,
+      dryRun: options.dryRun ?? false,
+    });
+    console.log(options.json ? JSON.stringify(report, null, 2) : describeCleanup(report).join('\n'));
     return 'ok';
   });
 }

@@ -9,6 +9,7 @@ import { createMetrics } from '../lib/metrics.js';
 import { PeerDbClient } from '../lib/peerdb/client.js';
 import { createPostgresPool } from '../lib/postgres.js';
 import { ensureVerifyAllSchedule } from '../lib/verify-all-schedule.js';
+import { describeCleanupSchedule, ensureCleanupSchedule } from '../lib/cleanup-schedule.js';
 import { AdvisoryLockLease } from '../listener/advisory-lock-lease.js';
 import { DdlListener } from '../listener/ddl-listener.js';
 import { Leadership, type LeaderLease } from '../listener/leader-election.js';
@@ -83,10 +84,14 @@ export async function runRoles(config: Config, roles: readonly Role[]): Promise<
       `run: worker ${config.workerId} on task queue "${config.temporal.taskQueue}" of namespace ` +
         `"${config.temporal.namespace}" at ${config.temporal.address}`,
     );
-    // Every replica makes sure of the schedule; a failure leaves the one there is (or none) and is reported.
+    // Every replica makes sure of the schedules; a failure leaves the one there is (or none) and is reported.
     ensureVerifyAllSchedule(temporal, config).then(
       (outcome) => logger.info(`run: verify-all schedule ${outcome}`),
       (error: unknown) => logger.error({ err: error }, `run: could not create or update the verify-all schedule: ${String(error)}`),
+    );
+    ensureCleanupSchedule(temporal, config).then(
+      (outcome) => logger.info(`run: ${describeCleanupSchedule(config, outcome)}`),
+      (error: unknown) => logger.error({ err: error }, `run: could not create, update or delete the cleanup schedule: ${String(error)}`),
     );
   }
 

@@ -75,6 +75,16 @@ function seconds(fallback: number, { allowZero = true } = {}) {
 /** A period or timeout for which 0 makes no sense. */
 const positiveSeconds = (fallback: number) => seconds(fallback, { allowZero: false });
 
+/** The period of something that may be turned off: seconds, or 0 or `off` for never (null in the config). */
+function periodOrOff(fallback: number) {
+  const convert = (raw: string) => {
+    if (raw.trim().toLowerCase() === 'off') return null;
+    const ms = /^\s*(\d+(\.\d*)?|\.\d+)\s*$/.test(raw) ? Math.round(Number(raw) * 1000) : undefined;
+    return ms === 0 ? null : ms;
+  };
+  return parsed<number | null>(fallback * 1000, convert, 'a period', 'a number of seconds above 0, such as 86400, or 0 or off for never');
+}
+
 /** One of a few words, matched case-insensitively. */
 function oneOf<const Values extends readonly [string, ...string[]]>(
   values: Values,
@@ -220,10 +230,6 @@ const variables = z
     PEERDB_API_URL: httpUrl('http://flow-api:8113'),
     PEERDB_REQUEST_TIMEOUT: positiveSeconds(30),
     PEERDB_DROP_TIMEOUT: positiveSeconds(480),
-    PEERDB_HOST: text('peerdb'),
-    PEERDB_PORT: port(9900),
-    PEERDB_USER: text('peerdb'),
-    PEERDB_PASSWORD: text('peerdb'),
     SOURCE_PEER_NAME: peerName('postgres_source'),
     TARGET_PEER_NAME: peerName('clickhouse_target'),
 
@@ -264,6 +270,10 @@ const variables = z
     CONSISTENCY_CHECK_INTERVAL: positiveSeconds(3600),
     CONSISTENCY_CHECKER_PORT: port(8090),
     VERIFY_CONCURRENCY: integer(4, 'a concurrency', 1, 100),
+
+    RETENTION_DAYS: integer(7, 'a number of days', 1, 36500),
+    RETENTION_BATCH_SIZE: integer(1000, 'a batch size', 1, 100_000),
+    CLEANUP_INTERVAL: periodOrOff(86_400),
 
     HEALTH_PORT: port(8080),
     HEALTH_CHECK_HOST: optionalText(),
@@ -344,6 +354,21 @@ export const VARIABLE_ALIASES: Readonly<Record<string, keyof z.input<typeof vari
 /** The original manual's TEMPORAL_HOST and TEMPORAL_PORT, which make TEMPORAL_ADDRESS when it is unset. */
 const TEMPORAL_PARTS = ['TEMPORAL_HOST', 'TEMPORAL_PORT'] as const;
 
+/**
+ * The original manual's variables that EchoDB accepts for the manual's sake and does not read, whatever their
+ * value: PeerDB's SQL interface ("nexus", psql on port 9900), through which the original created mirrors, where
+ * EchoDB uses the Flow API (PEERDB_API_URL, another service on another port, so they cannot give its default); and
+ * two settings of the original consistency checker that it read but never used.
+ */
+export const MANUAL_VARIABLES_NOT_USED: readonly string[] = Object.freeze([
+  'PEERDB_HOST',
+  'PEERDB_PORT',
+  'PEERDB_USER',
+  'PEERDB_PASSWORD',
+  'CONSISTENCY_SAMPLE_SIZE',
+  'CONSISTENCY_MAX_LAG',
+]);
+
 /** The names of every environment variable EchoDB reads (docker-compose.yml passes each one on). */
 export const CONFIG_VARIABLES: readonly string[] = Object.freeze([
   ...Object.keys(variables.shape),
@@ -414,8 +439,6 @@ function toConfig(env: Variables) {
       dropTimeoutMs: env.PEERDB_DROP_TIMEOUT,
       sourcePeerName: env.SOURCE_PEER_NAME,
       targetPeerName: env.TARGET_PEER_NAME,
-      /** The SQL interface of the original manual, kept for compatibility. */
-      nexus: { host: env.PEERDB_HOST, port: env.PEERDB_PORT, user: env.PEERDB_USER, password: env.PEERDB_PASSWORD },
     },
     sync: {
       schemas: env.SYNC_SCHEMA,
@@ -469,6 +492,13 @@ function toConfig(env: Variables) {
       /** Tables verify-all counts at the same time. */
       concurrency: env.VERIFY_CONCURRENCY,
     },
+    /**
+     * What `echodb cleanup` and the cleanup schedule delete: rows of echodb.ddl_events (dispatched or skipped),
+     * echodb.mirror_operations and echodb.verifications older than `days`, `batchSize` rows per statement; each
+     * table's latest verification, each mirror's latest operation and every pending event are kept whatever
+     * their age. `intervalMs` null: no schedule.
+     */
+    retention: { days: env.RETENTION_DAYS, batchSize: env.RETENTION_BATCH_SIZE, intervalMs: env.CLEANUP_INTERVAL },
     api: {
       healthPort: env.HEALTH_PORT,
       /** The address HEALTH_PORT listens on; unset, every interface. */

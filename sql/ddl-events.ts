@@ -10,7 +10,7 @@ export interface DdlEventRow {
   command_tag: string;
   transaction_id: string;
   created_at: Date;
-  status: 'pending' | 'dispatched' | 'skipped' | 'failed';
+  status: 'pending' | 'dispatched' | 'skipped';
   dispatched_at: Date | null;
   /** Comma-separated when a rename concerned two mirrors. */
   workflow_id: string | null;

@@ -38,10 +38,12 @@ export class SchemaTooNew extends Error {
 
 /** The newest migration applied in this database (0 for none), or null when EchoDB is not installed there. */
 export async function installedSchemaVersion(client: Pick<pg.ClientBase, 'query'>): Promise<number | null> {
-  const { rows } = await client.query<{ version: number | null }>(
-    "SELECT CASE WHEN to_regclass('echodb.schema_migrations') IS NULL THEN NULL ELSE (SELECT coalesce(max(version), 0) FROM echodb.schema_migrations) END AS version",
-  );
-  return rows[0]?.version ?? null;
+  // Two queries: PostgreSQL resolves every table a statement names before it runs, so one statement naming
+  // echodb.schema_migrations fails where it does not exist, whatever CASE guards it.
+  const { rows } = await client.query<{ installed: boolean }>("SELECT to_regclass('echodb.schema_migrations') IS NOT NULL AS installed");
+  if (!rows[0]?.installed) return null;
+  const { rows: versions } = await client.query<{ version: number }>('SELECT coalesce(max(version), 0) AS version FROM echodb.schema_migrations');
+  return versions[0]?.version ?? 0;
 }
 
 /** Throws SchemaTooNew when `installed` is past the newest migration of this release. */

@@ -14,6 +14,7 @@ export const workflowTypes = {
   verifyTable: 'verifyTableWorkflow',
   verifyAll: 'verifyAllWorkflow',
   reconcile: 'reconcileWorkflow',
+  cleanup: 'cleanupWorkflow',
 } as const;
 
 /** Events for this mirror, in outbox order: one signal per mirror per listener batch. */

@@ -69,3 +69,13 @@ export function verifyAllScheduleId(taskQueue: string): string {
 export function scheduledVerifyAllWorkflowId(taskQueue: string): string {
   return `echodb-verify-all-scheduled:${taskQueue}`;
 }
+
+/** The cleanup schedule (retention: `echodb cleanup` on a timer). */
+export function cleanupScheduleId(taskQueue: string): string {
+  return `echodb-cleanup:${taskQueue}`;
+}
+
+/** The workflow ID the cleanup schedule starts its runs with; Temporal appends each run's scheduled time. */
+export function scheduledCleanupWorkflowId(taskQueue: string): string {
+  return `echodb-cleanup-scheduled:${taskQueue}`;
+}

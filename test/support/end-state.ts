@@ -52,7 +52,7 @@ async function snapshot(stack: ConvergenceTarget, schemas: readonly string[]): P
     }
   }
   const pending = await stack.sql.query<{ count: string }>(
-    "SELECT count(*) FROM echodb.ddl_events WHERE status IN ('pending', 'failed')",
+    "SELECT count(*) FROM echodb.ddl_events WHERE status = 'pending'",
   );
   const unmirrored = await stack.sql.query<{ name: string; reason: string }>(
     "SELECT schema_name || '.' || table_name AS name, reason FROM echodb.unmirrored_tables WHERE schema_name = ANY($1::text[])",
