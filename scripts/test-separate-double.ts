@@ -43,7 +43,7 @@ const env = {
   ECHODB_TEST_TEMPORAL_NAMESPACE: temporal.namespace,
   ECHODB_TEST_PEERDB_URL: peerdbUrl,
 };
-const vitest = spawn('npx', ['vitest', 'run', ...FILES, ...process.argv.slice(2)], { stdio: 'inherit', env });
+const vitest = spawn('npx', ['vitest', 'run', '--project', 'integration*', ...FILES, ...process.argv.slice(2)], { stdio: 'inherit', env });
 const code = await new Promise<number>((resolve) => vitest.once('exit', (exit) => resolve(exit ?? 1)));
 
 double.kill('SIGTERM');

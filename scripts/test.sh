@@ -10,13 +10,19 @@ step "Node.js $(node --version)"
 step "type-check";  npm run --silent typecheck
 step "lint";        npm run --silent lint
 step "build";       npm run --silent build
-# Two lanes at once, each with servers of its own (vitest.config.ts): the fault files, and everything else.
-# Each lane's lines are prefixed with its name; the step fails if either lane does.
-step "tests (two lanes: faults and main)"
+# The vitest projects of vitest.config.ts. First `unit` (no server, seconds): a broken unit test fails the run
+# before any server starts. Then three lanes at once, each with servers of its own: `workflows` (a Temporal dev
+# server), `integration-faults` (the fault matrix) and `integration` (every other test file). Each
+# lane's lines are prefixed with its name; the step fails if any lane does. Extra arguments go to every project.
+step "unit tests"
+npx vitest run --project unit --passWithNoTests "$@"
+step "tests (three lanes: workflows, integration-faults, integration)"
 lane() { npx vitest run --project "$1" --passWithNoTests "${@:2}" 2>&1 | sed -u "s/^/$1 | /"; }
-lane faults "$@" & faults=$!
-lane main "$@" & main=$!
+lane workflows "$@" & workflows=$!
+lane integration-faults "$@" & faults=$!
+lane integration "$@" & integration=$!
 status=0
+wait "$workflows" || status=$?
 wait "$faults" || status=$?
-wait "$main" || status=$?
+wait "$integration" || status=$?
 exit "$status"

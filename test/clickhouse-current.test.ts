@@ -6,12 +6,8 @@
  * switch: each builder has one text for both. Only the test's own CREATE TABLE differs (18.16 has no DateTime64).
  */
 import crypto from 'node:crypto';
-import fs from 'node:fs';
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { ClickHouseLogLevel, createClient } from '@clickhouse/client';
-import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import * as clickhouseSql from '../lib/clickhouse-sql.js';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   countLiveRows,
   createDatabase,
@@ -27,6 +23,7 @@ import {
 import { destinationNameLimit, droppedTableName } from '../lib/naming.js';
 import { adversarialNames, nameLabel } from './support/adversarial-names.js';
 import { startChdb } from './support/chdb.js';
+import { testServers } from './support/servers.js';
 
 /** The oldest ClickHouse that counts as current here: PeerDB's CI tests 25.8 LTS and newer. */
 const CURRENT_MAJOR = 25;
@@ -52,7 +49,7 @@ const PEERDB_COLUMNS = '`_peerdb_is_deleted` UInt8, `_peerdb_version` UInt64';
 
 /** The harness's ClickHouse (18.16), through the client EchoDB uses. */
 function harnessClickHouse(): Target {
-  const { url, user, password } = inject('servers').clickhouse;
+  const { url, user, password } = testServers().clickhouse;
   const client = createClient({ url, username: user, password, log: { level: ClickHouseLogLevel.OFF } });
   const rows = async <T>(sql: string) => (await client.query({ query: sql, format: 'JSONEachRow' })).json<T>();
   return {
@@ -268,36 +265,5 @@ describe.each([
     expect(await liveRows('again')).toBe(0);
     await on().command(dropTable(database, 'again'));
     expect(await listed()).toEqual([]);
-  });
-});
-
-describe('the statements run above', () => {
-  const QUOTING = ['qualifiedTable', 'quoteIdentifier', 'quoteString'];
-  const RUN_ABOVE = [
-    'countLiveRows',
-    'createDatabase',
-    'databaseExists',
-    'dropTable',
-    'existsTable',
-    'readinessQuery',
-    'renameTable',
-  ];
-
-  it('are every statement builder in lib/clickhouse-sql.ts', () => {
-    expect(Object.keys(clickhouseSql).filter((name) => !QUOTING.includes(name)).sort()).toEqual(RUN_ABOVE);
-  });
-
-  it('are the only statements EchoDB sends to ClickHouse: no statement text is written inline', () => {
-    const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-    const inline = /\w*clickhouse\w*\s*\.\s*(?:query|command|exec)\s*\(\s*\{[^}]*?\bquery\s*:\s*[`'"]/gis;
-    const found: string[] = [];
-    for (const dir of ['activities', 'api', 'cli', 'lib', 'listener', 'workers', 'workflows']) {
-      for (const file of fs.readdirSync(path.join(root, dir), { recursive: true, encoding: 'utf8' })) {
-        if (!file.endsWith('.ts')) continue;
-        const text = fs.readFileSync(path.join(root, dir, file), 'utf8');
-        for (const match of text.matchAll(inline)) found.push(`${dir}/${file}: ${match[0].slice(0, 80)}`);
-      }
-    }
-    expect(found, 'build these in lib/clickhouse-sql.ts and run them in this file').toEqual([]);
   });
 });

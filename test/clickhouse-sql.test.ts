@@ -1,11 +1,12 @@
 import crypto from 'node:crypto';
 import { createClient, type ClickHouseClient } from '@clickhouse/client';
-import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { qualifiedTable, quoteIdentifier, quoteString } from '../lib/clickhouse-sql.js';
 import { adversarialNames, nameLabel } from './support/adversarial-names.js';
+import { testServers } from './support/servers.js';
 
 describe('ClickHouse quoting, against the real ClickHouse', () => {
-  const server = inject('servers').clickhouse;
+  const server = testServers().clickhouse;
   const database = `echodb_test_${crypto.randomBytes(6).toString('hex')} with 'quotes'`;
   let clickhouse: ClickHouseClient;
 
@@ -47,28 +48,5 @@ describe('ClickHouse quoting, against the real ClickHouse', () => {
       .toEqual([]);
     expect(await rows<{ name: string }>(`SELECT name FROM system.databases WHERE name = ${quoteString(database)}`))
       .toEqual([{ name: database }]);
-  });
-});
-
-describe('quoteIdentifier', () => {
-  it('backtick-quotes, escaping backslash and backtick', () => {
-    expect(quoteIdentifier('orders')).toBe('`orders`');
-    expect(quoteIdentifier('a`b\\c')).toBe('`a\\`b\\\\c`');
-  });
-
-  it('refuses a NUL byte, which no ClickHouse name can hold', () => {
-    expect(() => quoteIdentifier('a\0b')).toThrow(/NUL/);
-  });
-});
-
-describe('quoteString', () => {
-  it('single-quotes, escaping backslash, quote and control characters', () => {
-    expect(quoteString("it's \\ \n\r\t\0\b\f")).toBe("'it\\'s \\\\ \\n\\r\\t\\0\\b\\f'");
-  });
-});
-
-describe('qualifiedTable', () => {
-  it('quotes database and table apart', () => {
-    expect(qualifiedTable('db.x', 't`y')).toBe('`db.x`.`t\\`y`');
   });
 });

@@ -412,9 +412,15 @@ describe('PeerDB cannot reach PostgreSQL for a while', () => {
     }
     // Maintenance mode: creates are 500, state changes 503; waited out too.
     peerdb.knobs.maintenance = true;
+    const beforeMaintenance = peerdb.requests.length;
     await createTables(sql, schema, ['during_maintenance']);
     await stack.dispatchPending();
-    await sleep(2000);
+    // Until EchoDB has met the maintenance mode, more than once.
+    await until(
+      () => Promise.resolve(peerdb.requests.slice(beforeMaintenance).filter((r) => r.status === 500 || r.status === 503).length),
+      (refused) => refused > 1,
+      30_000,
+    );
     peerdb.knobs.maintenance = false;
     await expectConverged(stack, { schemas: [schema, `${schema}_b`], requireRunning: true });
     const { rows } = await sql.query("SELECT operation, error FROM echodb.mirror_operations WHERE result = 'failed'");

@@ -1,5 +1,5 @@
 import type pg from 'pg';
-import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startLocalServers, type LocalServers } from './servers/index.js';
 import { mirrorWorkflowId } from '../lib/workflow-safe/workflow-ids.js';
 import { tablesAddedBy } from './peerdb-double/index.js';
@@ -8,6 +8,7 @@ import { startEchoStack, type EchoStack } from './support/echo-stack.js';
 import { createTables, echoProcesses, handledBy, ownStack, reportOnFailure, sleep } from './support/fault-helpers.js';
 import { until } from './support/until.js';
 import { itWithDouble } from './support/peerdb-under-test.js';
+import { testServers } from './support/servers.js';
 
 /** Fault-matrix cases that stop a server under EchoDB (PostgreSQL, Redis, Temporal) or kill its worker. */
 
@@ -36,7 +37,7 @@ describe('a PostgreSQL restart while DDL flows', () => {
 
   beforeAll(async () => {
     postgres = await startLocalServers({ only: ['postgres'], env: {} });
-    stack = await startEchoStack({ POSTGRES_TIMEOUT: '1' }, { ...inject('servers'), postgres: postgres.settings.postgres });
+    stack = await startEchoStack({ POSTGRES_TIMEOUT: '1' }, { ...testServers(), postgres: postgres.settings.postgres });
     sql = stack.sql;
   });
   afterAll(async () => {
@@ -153,7 +154,7 @@ describe('a Temporal dev server restart (same database file)', () => {
 
   beforeAll(async () => {
     temporal = await startLocalServers({ only: ['temporal'], env: {} });
-    stack = await startEchoStack({}, { ...inject('servers'), temporal: temporal.settings.temporal });
+    stack = await startEchoStack({}, { ...testServers(), temporal: temporal.settings.temporal });
   });
   afterAll(async () => {
     await stack?.close();

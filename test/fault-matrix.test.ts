@@ -1,5 +1,5 @@
 import { defaultPayloadConverter } from '@temporalio/common';
-import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startLocalServers, type LocalServers } from './servers/index.js';
 import { startVerifyAll } from '../api/verification.js';
 import { mirrorNameFor, namingRules } from '../lib/naming.js';
@@ -8,9 +8,10 @@ import type { VerifyAllReport } from '../workflows/model.js';
 import { expectConverged } from './support/end-state.js';
 import { recordingHistories, saveHistory } from './support/histories.js';
 import { startEchoStack, type EchoStack } from './support/echo-stack.js';
-import { createTables, echoProcesses, handledBy, ownStack, reportOnFailure, sleep } from './support/fault-helpers.js';
+import { createTables, echoProcesses, handledBy, ownStack, reportOnFailure } from './support/fault-helpers.js';
 import { until } from './support/until.js';
 import { itWithDouble } from './support/peerdb-under-test.js';
+import { testServers } from './support/servers.js';
 
 const { startListener, startPair } = echoProcesses();
 
@@ -95,7 +96,7 @@ describe('DDL faults: PeerDB', () => {
     try {
       await createTables(sql, schema, Array.from({ length: 10 }, (_, i) => `unavailable_${i}`));
       await sql.query(`DROP TABLE ${schema}.steady_0`);
-      await sleep(5000);
+      await until(() => Promise.resolve(stack.peerdb.requests.length - from), (count) => count > 0, 30_000);
       // While PeerDB is down, the events were handed over, and the double answered 503 to whatever was asked.
       const during = stack.peerdb.requests.slice(from);
       expect(during.length).toBeGreaterThan(0);
@@ -133,8 +134,12 @@ describe('DDL faults: PeerDB', () => {
     try {
       await createTables(sql, schema, Array.from({ length: 5 }, (_, i) => `hung_${i}`));
       await until(() => Promise.resolve(stack.peerdb.requests.length - from), (count) => count > 0, 30_000);
-      // Longer than PEERDB_REQUEST_TIMEOUT (2 s): the worker's requests time out, more than once.
-      await sleep(6000);
+      // Until the worker's requests have timed out (PEERDB_REQUEST_TIMEOUT, 2 s) more than once: it sent again.
+      await until(
+        () => Promise.resolve(stack.peerdb.requests.slice(from).filter((r) => r.status === undefined).length),
+        (unanswered) => unanswered > 1,
+        30_000,
+      );
     } finally {
       stack.peerdb.knobs.hang = false;
     }
@@ -280,7 +285,7 @@ describe('verify-all while ClickHouse is down', () => {
 
   beforeAll(async () => {
     clickhouse = await startLocalServers({ only: ['clickhouse'], env: {} });
-    stack = await startEchoStack({}, { ...inject('servers'), clickhouse: clickhouse.settings.clickhouse });
+    stack = await startEchoStack({}, { ...testServers(), clickhouse: clickhouse.settings.clickhouse });
     const { sql, schema } = stack;
     for (const table of ['first', 'second']) {
       await sql.query(`CREATE TABLE ${schema}.${table} (id int PRIMARY KEY)`);

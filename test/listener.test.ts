@@ -1,7 +1,7 @@
 import { defaultPayloadConverter } from '@temporalio/common';
 import { Redis } from 'ioredis';
 import type pg from 'pg';
-import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { startLocalServers, type LocalServers, type RedisSettings } from './servers/index.js';
 import { mirrorWorkflowId, reconcileWorkflowId } from '../lib/workflow-safe/workflow-ids.js';
 import { LEADER_KEY } from '../listener/redis-lease.js';
@@ -14,6 +14,7 @@ import { startEchoProcess, type EchoProcess } from './support/echo-process.js';
 import { startEchoStack, type EchoStack } from './support/echo-stack.js';
 import { until } from './support/until.js';
 import { FAST_ELECTION, TTL_MS } from './support/fast-election.js';
+import { testServers } from './support/servers.js';
 
 const INTERVAL_MS = Number(FAST_ELECTION.LEADER_ELECTION_INTERVAL) * 1000;
 
@@ -84,12 +85,32 @@ function additionsPerTable(stack: EchoStack): Map<string, number> {
 const mirroredTables = (stack: EchoStack) =>
   stack.peerdb.mirrors().flatMap((mirror) => mirror.tables.map((table) => table.sourceTableIdentifier)).sort();
 
-/** Waits until the double's mirrors hold exactly these tables, each added exactly once. */
+/** The tables of the stack's schema as PostgreSQL has them now, as `schema.table`. */
+async function schemaTables(stack: EchoStack): Promise<string[]> {
+  // A connection of its own: a test may have restarted PostgreSQL under stack.sql.
+  const sql = await stack.database.connect();
+  try {
+    const { rows } = await sql.query<{ name: string }>(
+      "SELECT table_schema || '.' || table_name AS name FROM information_schema.tables WHERE table_schema = $1",
+      [stack.schema],
+    );
+    return rows.map((row) => row.name);
+  } finally {
+    await sql.end();
+  }
+}
+
+/**
+ * Waits until the double's mirrors hold these tables, each added exactly once, and nothing that is not a table
+ * of the schema now (whatever other tests of the file mirrored meanwhile).
+ */
 async function expectMirroredOnce(stack: EchoStack, names: string[], timeoutMs = 90_000): Promise<void> {
   const expected = names.map((name) => `${stack.schema}.${name}`).sort();
-  await until(() => Promise.resolve(mirroredTables(stack)), (tables) => JSON.stringify(tables) === JSON.stringify(expected), timeoutMs);
+  await until(() => Promise.resolve(mirroredTables(stack)), (tables) => expected.every((table) => tables.includes(table)), timeoutMs);
   const added = additionsPerTable(stack);
   expect(expected.filter((table) => added.get(table) !== 1)).toEqual([]);
+  const existing = await schemaTables(stack);
+  expect(mirroredTables(stack).filter((table) => !existing.includes(table))).toEqual([]);
   const creates = stack.peerdb.requests.filter((r) => r.path === '/v1/flows/cdc/create' && (r.status ?? 500) < 300);
   expect(creates).toHaveLength(stack.peerdb.mirrors().length);
 }
@@ -141,15 +162,17 @@ describe.each([
     const { sql, schema } = stack;
     const { leaderName, follower } = await startPair(stack, env);
     const names = Array.from({ length: 20 }, (_, i) => `pair_${i}`);
+    const before = await outbox(sql);
+    const lastIdBefore = BigInt(before.at(-1)?.id ?? 0);
     await createTables(sql, schema, names);
 
-    const rows = await allHandled(sql, names.length);
+    const rows = (await allHandled(sql, before.length + names.length)).slice(before.length);
     expect(rows.map((r) => r.status)).toEqual(names.map(() => 'dispatched'));
     expect(new Set(rows.map((r) => r.handled_by))).toEqual(new Set([leaderName]));
     expect(follower.lines.some((line) => /is leader/.test(line))).toBe(false);
     await expectMirroredOnce(stack, names);
     // Reconcile (run when a listener becomes leader) may send its own events for tables created meanwhile.
-    const ids = (await signalledEventIds(stack, `echodb_${schema}`)).filter((id) => !id.startsWith('reconcile:'));
+    const ids = (await signalledEventIds(stack, `echodb_${schema}`)).filter((id) => !id.startsWith('reconcile:') && BigInt(id.split(':')[0]!) > lastIdBefore);
     expect(ids.toSorted()).toEqual(rows.map((r) => r.id).toSorted());
   });
 
@@ -173,7 +196,7 @@ describe.each([
     const rows = (await allHandled(sql, before + names.length)).slice(before);
     expect(rows.filter((r) => r.status !== 'dispatched')).toEqual([]);
     expect(rows.some((r) => r.handled_by === followerName)).toBe(true);
-    await expectMirroredOnce(stack, [...Array.from({ length: 20 }, (_, i) => `pair_${i}`), ...names]);
+    await expectMirroredOnce(stack, names);
   });
 
   it('hands over at once on SIGTERM: the leader finishes its batch, releases the lease and tells the followers', async () => {
@@ -207,6 +230,7 @@ describe.each([
       await leader.waitForLine(/is follower: lease ran out/, TTL_MS + 5000, stoppedAt);
       const names = ['while_redis_down_1', 'while_redis_down_2', 'while_redis_down_3'];
       await createTables(sql, schema, names);
+      // Time passing is the behaviour: nothing is dispatched during two election intervals without Redis.
       await new Promise((resolve) => setTimeout(resolve, 2 * INTERVAL_MS + 500));
       const waiting = (await outbox(sql)).slice(before);
       expect(waiting.map(({ table_name, status }) => ({ table_name, status }))).toEqual(
@@ -230,6 +254,7 @@ describe.each([
         const before = (await outbox(sql)).length;
         await createTables(sql, schema, ['while_fenced']);
         await listener.waitForLine(/is follower: no longer holds the lease/, 10_000, takenAt);
+        // Time passing is the behaviour: nothing is dispatched during two election intervals without the lease.
         await new Promise((resolve) => setTimeout(resolve, 2 * INTERVAL_MS));
         expect((await outbox(sql)).slice(before).map((r) => r.status)).toEqual(['pending']);
 
@@ -249,7 +274,7 @@ describe('a PostgreSQL restart under a running listener', () => {
 
   beforeAll(async () => {
     postgres = await startLocalServers({ only: ['postgres'], env: {} });
-    stack = await startEchoStack({ POSTGRES_TIMEOUT: '1' }, { ...inject('servers'), postgres: postgres.settings.postgres });
+    stack = await startEchoStack({ POSTGRES_TIMEOUT: '1' }, { ...testServers(), postgres: postgres.settings.postgres });
   });
   afterAll(async () => {
     await stack?.close();
@@ -285,7 +310,7 @@ describe('filters and reconcile', () => {
   beforeAll(async () => {
     stack = await startEchoStack(
       (schema) => ({ EXCLUDED_TABLES: `temp_*,${schema}.audit_*` }),
-      inject('servers'),
+      testServers(),
       {
         // Tables that exist before `echodb setup`: no event was ever recorded for them.
         beforeSetup: async (sql, schema) => {
@@ -314,6 +339,7 @@ describe('filters and reconcile', () => {
     const listener = await startListener(stack, 'replica-a');
     await listener.waitForLine(/reconcile echodb-reconcile:.* started/);
     await expectMirroredOnce(stack, ['early']);
+    expect(mirroredTables(stack)).not.toContain(`${stack.schema}.temp_early`);
     const [verification] = await stack.waitForVerification('early');
     expect(verification).toMatchObject({ status: 'match', postgres_count: '5' });
   });
@@ -335,29 +361,36 @@ describe('filters and reconcile', () => {
       { table_name: 'orders', status: 'skipped', skip_reason: `schema not in SYNC_SCHEMA (${schema})` },
     ]);
     await expectMirroredOnce(stack, ['early', 'orders']);
-    // The mapping is in place before the snapshot ends; the next test drops the table, so let the snapshot end.
-    await stack.waitForVerification('orders');
   });
 
   it('on demand, removes a mirrored table that was dropped while the triggers were off', async () => {
     const { sql, schema } = stack;
+    const listener = await startListener(stack, 'replica-a');
+    await sql.query(`CREATE TABLE ${schema}.dropped_unseen (id int PRIMARY KEY)`);
+    await expectMirroredOnce(stack, ['early', 'dropped_unseen']);
+    // The mapping is in place before the snapshot ends: the table is dropped once its snapshot has ended.
+    await stack.waitForVerification('dropped_unseen');
+    // No listener from here on: the reconcile asked for below is the one that finds the table gone.
+    await listener.stop();
+    const mirroredBefore = mirroredTables(stack);
     await sql.query('ALTER EVENT TRIGGER peerdb_auto_mirror_drop_trigger DISABLE');
     try {
-      await sql.query(`DROP TABLE ${schema}.orders`);
+      await sql.query(`DROP TABLE ${schema}.dropped_unseen`);
     } finally {
       await sql.query('ALTER EVENT TRIGGER peerdb_auto_mirror_drop_trigger ENABLE');
     }
     const result = await runCli(['reconcile'], stack.env);
     expect(result).toMatchObject({ code: 0, stderr: '' });
     expect(result.stdout).toContain('reconcile: 0 to add, 1 to remove');
-    expect(result.stdout).toContain(`remove ${schema}.orders from echodb_${schema}`);
+    expect(result.stdout).toContain(`remove ${schema}.dropped_unseen from echodb_${schema}`);
     expect(result.stdout).toContain(`skip   ${schema}.temp_early: matches EXCLUDED_TABLES pattern temp_*`);
     if (recordingHistories) {
       await saveHistory(stack.temporal, reconcileWorkflowId(stack.config.temporal.taskQueue), 'reconcile-remove-dropped-table');
     }
+    const expected = mirroredBefore.filter((table) => table !== `${schema}.dropped_unseen`);
     await until(
       () => Promise.resolve(mirroredTables(stack)),
-      (tables) => JSON.stringify(tables) === JSON.stringify([`${schema}.early`]),
+      (tables) => JSON.stringify(tables) === JSON.stringify(expected),
       60_000,
     );
 

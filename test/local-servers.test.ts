@@ -4,7 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { execFileSync, spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { afterAll, describe, expect, inject, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import pg from 'pg';
 import { Redis } from 'ioredis';
 import { Connection } from '@temporalio/client';
@@ -17,11 +17,12 @@ import {
 } from './servers/binaries.js';
 import { searchAttributeTypes } from '../lib/workflow-safe/search-attributes.js';
 import { startLocalServers, type ServerSettings } from './servers/index.js';
+import { testServers } from './support/servers.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 
 describe('the servers the test run started', () => {
-  const servers = inject('servers');
+  const servers = testServers();
 
   it('runs PostgreSQL 15 or newer with wal_level=logical, behind a password', async () => {
     const client = new pg.Client(servers.postgres);
@@ -74,7 +75,7 @@ describe('the servers the test run started', () => {
 
 describe('servers given in ECHODB_TEST_* variables', () => {
   it('uses them instead of starting its own', async () => {
-    const { postgres, redis, clickhouse, temporal } = inject('servers');
+    const { postgres, redis, clickhouse, temporal } = testServers();
     const secret = encodeURIComponent;
     const env = {
       ECHODB_TEST_POSTGRES_URL: `postgres://${secret(postgres.user)}:${secret(postgres.password)}@${postgres.host}:${postgres.port}/${postgres.database}`,

@@ -1,3 +1,4 @@
+import type { temporal } from '@temporalio/proto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import pg from 'pg';
 import { mirrorWorkflowId } from '../lib/workflow-safe/workflow-ids.js';
@@ -17,6 +18,50 @@ function requests(stack: EchoStack, path: string, predicate: (body: Record<strin
 
 const tableAdditions = (stack: EchoStack) =>
   requests(stack, '/v1/mirrors/state_change', (body) => JSON.stringify(body).includes('additionalTables'));
+
+/** The creates and table additions that put `schema.table` into a mirror. */
+const requestsAdding = (stack: EchoStack, table: string) =>
+  [...requests(stack, '/v1/flows/cdc/create'), ...tableAdditions(stack)].filter((r) =>
+    JSON.stringify(r.body).includes(`"${stack.schema}.${table}"`),
+  );
+
+type HistoryEvent = temporal.api.history.v1.IHistoryEvent;
+
+/**
+ * The workflow has done all it does about the last signal it received: a workflow task completed after it, and no
+ * workflow task, activity, timer or child workflow is open. A run that received no signal started after it: the run
+ * before handled it, and continued as new only then.
+ */
+function handledLastSignal(history: temporal.api.history.v1.IHistory): boolean {
+  const all = history.events ?? [];
+  const signal = all.findLastIndex((event) => event.workflowExecutionSignaledEventAttributes);
+  if (signal === -1) return true;
+  const events = all.slice(signal + 1);
+  const count = (has: (event: HistoryEvent) => unknown) => events.filter(has).length;
+  // Opened before the signal and closed after it counts below 0: what matters is that nothing is open.
+  const open = [
+    count((e) => e.workflowTaskScheduledEventAttributes) -
+      count((e) => e.workflowTaskCompletedEventAttributes || e.workflowTaskFailedEventAttributes || e.workflowTaskTimedOutEventAttributes),
+    count((e) => e.activityTaskScheduledEventAttributes) -
+      count((e) => e.activityTaskCompletedEventAttributes || e.activityTaskFailedEventAttributes || e.activityTaskTimedOutEventAttributes),
+    count((e) => e.timerStartedEventAttributes) - count((e) => e.timerFiredEventAttributes || e.timerCanceledEventAttributes),
+    count((e) => e.startChildWorkflowExecutionInitiatedEventAttributes) -
+      count((e) => e.childWorkflowExecutionCompletedEventAttributes || e.childWorkflowExecutionFailedEventAttributes ||
+        e.startChildWorkflowExecutionFailedEventAttributes || e.childWorkflowExecutionTimedOutEventAttributes ||
+        e.childWorkflowExecutionCanceledEventAttributes || e.childWorkflowExecutionTerminatedEventAttributes),
+  ];
+  return count((e) => e.workflowTaskCompletedEventAttributes) > 0 && open.every((n) => n <= 0);
+}
+
+/**
+ * Makes sure the schema's mirror exists, with `base` in it, for a test about what happens to a mirror that runs
+ * (an edit, not a create), whichever tests ran before it.
+ */
+async function ensureMirror(stack: EchoStack): Promise<void> {
+  await stack.sql.query(`CREATE TABLE IF NOT EXISTS ${stack.schema}.base (id int PRIMARY KEY)`);
+  await stack.dispatchPending();
+  await stack.waitForVerification('base');
+}
 
 /** With ECHODB_RECORD_HISTORIES=1, keeps this run's histories as replay fixtures (test/replay.test.ts). */
 async function recordHistories(stack: EchoStack, name: string, verifiedTable?: string): Promise<void> {
@@ -73,12 +118,14 @@ describe('per-schema strategy (the default)', () => {
     });
     expect(await stack.clickhouse.liveCount('customers')).toBe(250);
     const state = await stack.mirrorState(mirror);
-    expect(state.tables.map((t) => t.table)).toEqual(['customers']);
-    expect(requests(stack, '/v1/flows/cdc/create')).toHaveLength(1);
+    expect(state.tables.map((t) => t.table)).toContain('customers');
+    expect(requests(stack, '/v1/flows/cdc/create', (body) => JSON.stringify(body).includes(`"${mirror}"`))).toHaveLength(1);
+    expect(requestsAdding(stack, 'customers')).toHaveLength(1);
   });
 
   it('coalesces tables created within the window into one edit, on one replication slot', async () => {
     const { sql, schema } = stack;
+    await ensureMirror(stack);
     const editsBefore = tableAdditions(stack).length;
     await sql.query(`CREATE TABLE ${schema}.invoices (id int PRIMARY KEY)`);
     await sql.query(`CREATE TABLE ${schema}.payments (id int PRIMARY KEY)`);
@@ -95,6 +142,7 @@ describe('per-schema strategy (the default)', () => {
 
   it('applies the same event delivered twice once', async () => {
     const { sql, schema } = stack;
+    await ensureMirror(stack);
     await sql.query(`CREATE TABLE ${schema}.twice (id int PRIMARY KEY)`);
     const editsBefore = tableAdditions(stack).length;
     const [event] = (await sql.query("SELECT * FROM echodb.ddl_events WHERE status = 'pending'")).rows as { id: string }[];
@@ -103,21 +151,25 @@ describe('per-schema strategy (the default)', () => {
     await stack.dispatchPending();
 
     await stack.waitForVerification('twice');
-    await new Promise((resolve) => setTimeout(resolve, 1000));
+    // Until the workflow has handled the second delivery, whatever it did for it.
+    await until(() => stack.temporal.workflow.getHandle(mirrorWorkflowId(mirror)).fetchHistory(), handledLastSignal);
     expect(tableAdditions(stack).slice(editsBefore)).toHaveLength(1);
     expect(await stack.verifications('twice')).toHaveLength(1);
   });
 
   it('takes a dropped table out of its mirror and renames its destination aside', async () => {
     const { sql, schema } = stack;
-    await sql.query(`DROP TABLE ${schema}.invoices`);
+    await sql.query(`CREATE TABLE ${schema}.retired (id int PRIMARY KEY)`);
+    await stack.dispatchPending();
+    await stack.waitForVerification('retired');
+    await sql.query(`DROP TABLE ${schema}.retired`);
     await stack.dispatchPending();
 
-    await until(() => stack.mirrorState(mirror), (state) => !state.tables.some((t) => t.table === 'invoices'));
+    await until(() => stack.mirrorState(mirror), (state) => !state.tables.some((t) => t.table === 'retired'));
     const mirrorTables = stack.peerdb.mirrors().find((m) => m.name === mirror)?.tables ?? [];
-    expect(mirrorTables.map((t) => t.sourceTableIdentifier)).not.toContain(`${schema}.invoices`);
-    const tables = await until(() => stack.clickhouse.tables(), (names) => !names.includes('invoices'));
-    expect(tables.filter((name) => /^invoices_dropped_\d{14}$/.test(name))).toHaveLength(1);
+    expect(mirrorTables.map((t) => t.sourceTableIdentifier)).not.toContain(`${schema}.retired`);
+    const tables = await until(() => stack.clickhouse.tables(), (names) => !names.includes('retired'));
+    expect(tables.filter((name) => /^retired_dropped_\d{14}$/.test(name))).toHaveLength(1);
   });
 
   it('ends create, drop, create of one name with the new table mirrored once, from a fresh snapshot', async () => {
@@ -172,26 +224,34 @@ describe('per-schema strategy (the default)', () => {
   it('refuses, before creating anything, a second source table that would land in the same ClickHouse table', async () => {
     const { sql, schema } = stack;
     const other = `${schema}_b`;
+    await sql.query(`CREATE TABLE ${schema}.accounts (id int PRIMARY KEY)`);
+    await sql.query(`INSERT INTO ${schema}.accounts SELECT generate_series(1, 7)`);
+    await stack.dispatchPending();
+    await stack.waitForVerification('accounts');
     await sql.query(`CREATE SCHEMA ${other}`);
-    await sql.query(`CREATE TABLE ${other}.customers (id int PRIMARY KEY)`);
+    await sql.query(`CREATE TABLE ${other}.accounts (id int PRIMARY KEY)`);
     const createsBefore = requests(stack, '/v1/flows/cdc/create').length;
     await stack.dispatchPending();
 
     const { rows } = await until(
       () => sql.query<{ mirror: string; error: string }>(
         "SELECT mirror, error FROM echodb.mirror_operations WHERE result = 'failed' AND $1 = ANY(tables)",
-        [`${other}.customers`],
+        [`${other}.accounts`],
       ),
       (result) => result.rows.length > 0,
     );
     expect(rows[0]?.mirror).toBe(`echodb_${other}`);
-    expect(rows[0]?.error).toContain(`NameCollision: ClickHouse table customers already receives ${schema}.customers`);
+    expect(rows[0]?.error).toContain(`NameCollision: ClickHouse table accounts already receives ${schema}.accounts`);
     expect(requests(stack, '/v1/flows/cdc/create')).toHaveLength(createsBefore);
-    expect(await stack.clickhouse.liveCount('customers')).toBe(250);
+    expect(await stack.clickhouse.liveCount('accounts')).toBe(7);
   });
 
   it('lets the Temporal UI find the workflows of a mirror and of a table by search attribute', async () => {
-    const { temporal, schema } = stack;
+    const { temporal, schema, sql } = stack;
+    await ensureMirror(stack);
+    await sql.query(`CREATE TABLE ${schema}.findable (id int PRIMARY KEY)`);
+    await stack.dispatchPending();
+    await stack.waitForVerification('findable');
     const list = async (query: string) => {
       const ids: string[] = [];
       for await (const execution of temporal.workflow.list({ query })) ids.push(execution.workflowId);
@@ -200,8 +260,12 @@ describe('per-schema strategy (the default)', () => {
     const ofMirror = await until(() => list(`EchoDbMirror = '${mirror}'`), (ids) => ids.length > 1);
     expect(ofMirror).toContain(`echodb-mirror:${mirror}`);
     expect(ofMirror.filter((id) => id.startsWith(`echodb-verify:${mirror}:`)).length).toBeGreaterThan(1);
-    const ofTable = await list(`EchoDbTables = '${schema}.customers'`);
-    expect(ofTable).toEqual([expect.stringMatching(new RegExp(`^echodb-verify:${mirror}:\\d+:${schema}\\.customers$`))]);
+    // The table's verification, and the mirror's workflow while the table is the last it changed.
+    const ofTable = await until(() => list(`EchoDbTables = '${schema}.findable'`), (ids) => ids.some((id) => id.startsWith('echodb-verify:')));
+    expect(ofTable.filter((id) => id.startsWith('echodb-verify:'))).toEqual([
+      expect.stringMatching(new RegExp(`^echodb-verify:${mirror}:\\d+:${schema}\\.findable$`)),
+    ]);
+    expect(ofTable.filter((id) => !id.startsWith('echodb-verify:')).every((id) => id === `echodb-mirror:${mirror}`)).toBe(true);
   });
 
   it('leaves out a table whose name PeerDB cannot take (a dot), and mirrors the rest', async () => {
@@ -217,14 +281,28 @@ describe('per-schema strategy (the default)', () => {
   });
 
   it('continues as new when Temporal suggests it, carrying its tables into the next run', async () => {
-    // The test server suggests continue-as-new after 150 events (test/servers/temporal.ts).
-    const runs: { status: string }[] = [];
-    for await (const execution of stack.temporal.workflow.list({ query: `WorkflowId = 'echodb-mirror:${mirror}'` })) {
-      runs.push({ status: execution.status.name });
+    // The test server suggests continue-as-new after 150 events (test/servers/temporal.ts): tables are added, a
+    // few at a time, until the mirror's workflow has continued as new.
+    const { sql, schema } = stack;
+    await ensureMirror(stack);
+    const continuedRuns = async () => {
+      let count = 0;
+      for await (const execution of stack.temporal.workflow.list({ query: `WorkflowId = 'echodb-mirror:${mirror}'` })) {
+        if (execution.status.name === 'CONTINUED_AS_NEW') count++;
+      }
+      return count;
+    };
+    const added: string[] = [];
+    for (let round = 0; round < 10 && (added.length === 0 || (await continuedRuns()) === 0); round++) {
+      const names = [1, 2, 3].map((n) => `carried_${round}_${n}`);
+      for (const name of names) await sql.query(`CREATE TABLE ${schema}.${name} (id int PRIMARY KEY)`);
+      await stack.dispatchPending();
+      for (const name of names) await stack.waitForVerification(name);
+      added.push(...names);
     }
-    expect(runs.filter((run) => run.status === 'CONTINUED_AS_NEW').length).toBeGreaterThan(0);
+    expect(await until(continuedRuns, (count) => count > 0)).toBeGreaterThan(0);
     const state = await stack.mirrorState(mirror);
-    expect(state.tables.map((t) => t.table)).toEqual(expect.arrayContaining(['customers', 'payments', 'twice', 'phoenix']));
+    expect(state.tables.map((t) => t.table)).toEqual(expect.arrayContaining(['base', ...added]));
     expect(state.exists).toBe(true);
   });
 });
@@ -275,13 +353,14 @@ describe('when PeerDB misbehaves', () => {
     const transitions = stack.worker.logEntries().filter((entry) => entry.msg.startsWith('circuit breaker peerdb_api'));
     expect(transitions[0]).toMatchObject({ msg: 'circuit breaker peerdb_api is open', breaker: 'peerdb_api', state: 'open' });
     expect(transitions.at(-1)?.msg).toBe('circuit breaker peerdb_api is closed');
-    expect(requests(stack, '/v1/flows/cdc/create')).toHaveLength(1);
+    expect(requestsAdding(stack, 'patient')).toHaveLength(1);
     const failed = peerdb.requests.filter((r) => r.status === 503).length;
     expect(failed).toBe(3);
   });
 
   itWithDouble('records a 400 as a failed operation without a retry storm', async () => {
     const { sql, schema, peerdb } = stack;
+    await ensureMirror(stack);
     const before = peerdb.requests.length;
     peerdb.knobs.failNext = { count: 1, status: 400 };
     await sql.query(`CREATE TABLE ${schema}.rejected (id int PRIMARY KEY)`);
@@ -296,6 +375,7 @@ describe('when PeerDB misbehaves', () => {
     );
     expect(rows[0]).toMatchObject({ operation: 'add_tables', result: 'failed' });
     expect(rows[0]?.error).toMatch(/PeerDbInvalidRequest/);
+    // Time passing is what is checked: no request is sent again in the next moments (a retry would come within 1 s).
     await new Promise((resolve) => setTimeout(resolve, 1500));
     const rejectedRequests = peerdb.requests.slice(before).filter((r) => r.status === 400);
     expect(rejectedRequests).toHaveLength(1);

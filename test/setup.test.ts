@@ -1,10 +1,11 @@
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, inject, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type pg from 'pg';
 import { installCapture, readMigrations, uninstallCapture, NotSuperuserError, SchemaTooNew } from '../sql/migrations.js';
 import { startPeerDbDouble, type PeerDbDouble } from './peerdb-double/index.js';
 import { startTcpProxy, type TcpProxy } from './support/tcp-proxy.js';
 import { postgresEnv, runCli } from './support/cli.js';
 import { createTestDatabase, type TestDatabase } from './support/database.js';
+import { testServers } from './support/servers.js';
 
 /** Every schema, relation, function (with its body), type and event trigger of the database. */
 async function catalogSnapshot(client: pg.Client): Promise<string[]> {
@@ -160,26 +161,30 @@ describe('echodb setup (the CLI) and the PeerDB peers', () => {
   let peerdb: PeerDbDouble;
 
   let proxy: TcpProxy;
-  /** The destination database: setup creates it, as PeerDB's ClickHouse peer logs in with it. */
-  const analytics = `analytics_${Math.random().toString(16).slice(2, 10)}`;
+  /** The destination database: setup creates it, as PeerDB's ClickHouse peer logs in with it. One per test. */
+  let analytics: string;
 
   beforeAll(async () => {
-    peerdb = await startPeerDbDouble({ clickhouse: inject('servers').clickhouse });
-    proxy = await startTcpProxy(database.settings);
+    peerdb = await startPeerDbDouble({ clickhouse: testServers().clickhouse });
+    proxy = await startTcpProxy(testServers().postgres); // the server, whichever database a test makes
   });
 
   afterAll(async () => {
     await peerdb?.close();
     await proxy?.close();
-    const { url, user, password } = inject('servers').clickhouse;
-    await fetch(`${url}/?query=${encodeURIComponent(`DROP DATABASE IF EXISTS ${analytics}`)}`, {
-      method: 'POST',
-      headers: { 'X-ClickHouse-User': user, 'X-ClickHouse-Key': password },
-    });
   });
 
   beforeEach(() => {
     peerdb.requests.length = 0;
+    analytics = `analytics_${Math.random().toString(16).slice(2, 10)}`;
+  });
+
+  afterEach(async () => {
+    const { url, user, password } = testServers().clickhouse;
+    await fetch(`${url}/?query=${encodeURIComponent(`DROP DATABASE IF EXISTS ${analytics}`)}`, {
+      method: 'POST',
+      headers: { 'X-ClickHouse-User': user, 'X-ClickHouse-Key': password },
+    });
   });
 
   /**
@@ -187,7 +192,7 @@ describe('echodb setup (the CLI) and the PeerDB peers', () => {
    * `postgres:5432` there), and ClickHouse at its native port. PeerDB validates each peer by connecting to it.
    */
   const deployment = () => {
-    const clickhouse = inject('servers').clickhouse;
+    const clickhouse = testServers().clickhouse;
     return {
       ...postgresEnv(database.settings),
       POSTGRES_PEER_HOST: '127.0.0.1',
@@ -210,7 +215,7 @@ describe('echodb setup (the CLI) and the PeerDB peers', () => {
     const { settings } = database;
 
     const first = await runCli(['setup', '--no-schedule'], deployment());
-    const clickhouse = inject('servers').clickhouse;
+    const clickhouse = testServers().clickhouse;
 
     expect(first).toMatchObject({ code: 0, stderr: '' });
     expect(first.stdout.trim().split('\n')).toEqual([

@@ -1,8 +1,9 @@
 import crypto from 'node:crypto';
-import { describe, expect, inject, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { RequestLogEntry } from './peerdb-double/index.js';
 import { duplicatedRequests } from './support/end-state.js';
 import { FAULT_KINDS, STATEMENT_KINDS, runSoak, seededRandom } from './support/soak.js';
+import { testServers } from './support/servers.js';
 
 // The one-minute soak (the ten-minute one is `npm run soak`). A fresh seed each run, printed so that a failure can
 // be replayed with SOAK_SEED=<seed>; SOAK_SECONDS does not apply here.
@@ -10,7 +11,7 @@ const seed = process.env.SOAK_SEED === undefined ? crypto.randomInt(2 ** 31) : N
 
 it('converges after a minute of random DDL and inserts in three schemas, with PeerDB faults and replica crashes', async () => {
   const summary = await runSoak({
-    servers: inject('servers'),
+    servers: testServers(),
     durationMs: 60_000,
     seed,
     schemas: 3,

@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { makeTestCertificates, type TestCertificates } from './servers/certificates.js';
 import { startClickHouse } from './servers/clickhouse.js';
 import type { ServerSettings } from './servers/index.js';
@@ -14,6 +14,7 @@ import { startEchoProcess } from './support/echo-process.js';
 import { startEchoStack, type EchoStack } from './support/echo-stack.js';
 import { createTestDatabase, type TestDatabase } from './support/database.js';
 import { until } from './support/until.js';
+import { testServers } from './support/servers.js';
 
 // A PostgreSQL (ssl=on, pg_hba hostssl only) and a ClickHouse 18.16 (https_port and tcp_port_secure only) that
 // accept nothing but TLS, with certificates this file makes with openssl: EchoDB must do all of its work over TLS.
@@ -32,7 +33,7 @@ beforeAll(async () => {
     startClickHouse(path.join(dir, 'clickhouse'), { tls: certs }),
   ]);
   processes.push(postgres.process, clickhouse.process);
-  const shared = inject('servers');
+  const shared = testServers();
   servers = { postgres: postgres.settings, clickhouse: clickhouse.settings, temporal: shared.temporal, redis: shared.redis };
 }, 120_000);
 

@@ -1,15 +1,15 @@
 import crypto from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { inject } from 'vitest';
 import { Client, Connection, ScheduleNotFoundError } from '@temporalio/client';
 import { loadConfig } from '../lib/config.js';
 import { verifyAllScheduleId } from '../lib/workflow-safe/workflow-ids.js';
 import { deleteVerifyAllSchedule, ensureVerifyAllSchedule } from '../lib/verify-all-schedule.js';
 import { postgresEnv, runCli } from './support/cli.js';
 import { createTestDatabase, type TestDatabase } from './support/database.js';
+import { testServers } from './support/servers.js';
 
 describe('the verify-all schedule', () => {
-  const { temporal: server } = inject('servers');
+  const { temporal: server } = testServers();
   let database: TestDatabase;
   let connection: Connection;
   let client: Client;

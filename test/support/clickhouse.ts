@@ -1,8 +1,8 @@
 import crypto from 'node:crypto';
 import { ClickHouseLogLevel, createClient, type ClickHouseClient } from '@clickhouse/client';
-import { inject } from 'vitest';
 import { countLiveRows } from '../../lib/clickhouse-sql.js';
 import type { ClickHouseSettings } from '../servers/index.js';
+import { testServers } from './servers.js';
 
 export interface TestClickHouse {
   client: ClickHouseClient;
@@ -19,7 +19,7 @@ export interface TestClickHouse {
 
 /** A fresh database on the test ClickHouse. */
 export async function createTestClickHouse(
-  { url, user, password, ca }: ClickHouseSettings = inject('servers').clickhouse,
+  { url, user, password, ca }: ClickHouseSettings = testServers().clickhouse,
 ): Promise<TestClickHouse> {
   const database = `echodb_test_${crypto.randomBytes(6).toString('hex')}`;
   // Tests expect some queries to fail (a table not there yet): no error log for each.

@@ -1,7 +1,7 @@
 import crypto from 'node:crypto';
 import pg from 'pg';
-import { inject } from 'vitest';
 import type { PostgresSettings } from '../servers/index.js';
+import { testServers } from './servers.js';
 
 export interface TestDatabase {
   settings: PostgresSettings;
@@ -11,7 +11,7 @@ export interface TestDatabase {
 }
 
 /** A fresh database on the test PostgreSQL, so that each test file starts from an empty catalog. */
-export async function createTestDatabase(server: PostgresSettings = inject('servers').postgres): Promise<TestDatabase> {
+export async function createTestDatabase(server: PostgresSettings = testServers().postgres): Promise<TestDatabase> {
   const name = `echodb_test_${crypto.randomBytes(6).toString('hex')}`;
   const admin = new pg.Client(server);
   await admin.connect();

@@ -1,7 +1,6 @@
 import crypto from 'node:crypto';
 import { Client, Connection } from '@temporalio/client';
 import type pg from 'pg';
-import { inject } from 'vitest';
 import { loadConfig, type Config } from '../../lib/config.js';
 import type { ServerSettings } from '../servers/index.js';
 import { namingRules } from '../../lib/naming.js';
@@ -17,6 +16,7 @@ import { peerDbForTests } from './peerdb-under-test.js';
 import { createTestClickHouse, type TestClickHouse } from './clickhouse.js';
 import { createTestDatabase, type TestDatabase } from './database.js';
 import type { VerificationRow } from '../../api/state.js';
+import { testServers } from './servers.js';
 
 export type { VerificationRow };
 
@@ -47,7 +47,7 @@ export interface EchoStack {
  */
 export async function startEchoStack(
   overrides: Record<string, string> | ((schema: string) => Record<string, string>) = {},
-  servers: ServerSettings = inject('servers'),
+  servers: ServerSettings = testServers(),
   options: {
     beforeSetup?: (sql: pg.Client, schema: string) => Promise<void>;
     /** The roles of the `echodb run` process (default: the worker alone; the test dispatches). */

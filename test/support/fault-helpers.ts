@@ -37,7 +37,7 @@ export async function stopWithin(child: EchoProcess, timeoutMs: number): Promise
   if (outcome !== 'timeout') return true;
   if (process.env.FAULT_DEBUG) {
     child.kill('SIGUSR2'); // a diagnostic report, when NODE_OPTIONS asks for one
-    await sleep(2000);
+    await sleep(2000); // time for the report to be written: nothing tells when it is
   }
   child.kill('SIGKILL');
   await child.exited;

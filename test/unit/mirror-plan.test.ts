@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { planChanges } from '../workflows/plan.js';
-import type { TableEvent, TableFacts, TrackedTable } from '../workflows/model.js';
+import { planChanges } from '../../workflows/plan.js';
+import type { TableEvent, TableFacts, TrackedTable } from '../../workflows/model.js';
 
 const event = (table: string, operation: TableEvent['operation'] = 'create', eventId = '1'): TableEvent => ({
   schema: 'public', table, source: `public.${table}`, destination: table, eventId, operation,

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { tableFilter } from '../lib/table-filter.js';
+import { tableFilter } from '../../lib/table-filter.js';
 
 describe('tableFilter (SYNC_SCHEMA and EXCLUDED_TABLES)', () => {
   const filter = tableFilter({ schemas: ['public', 'Sales'], excludedTables: ['temp_*', 'audit.*', 'public.log_??', 'x\\*y'] });

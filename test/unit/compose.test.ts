@@ -6,15 +6,15 @@ import { fileURLToPath } from 'node:url';
 import { parse as parseDotenv } from 'dotenv';
 import { describe, expect, it } from 'vitest';
 import { parse as parseYaml } from 'yaml';
-import { CONFIG_VARIABLES, loadConfig, VARIABLE_ALIASES } from '../lib/config.js';
-import { echoDbPeers } from '../lib/peerdb/peers.js';
-import { unreachableStaging } from '../lib/peerdb/staging-reachability.js';
-import { searchAttributeTypes } from '../lib/workflow-safe/search-attributes.js';
+import { CONFIG_VARIABLES, loadConfig, VARIABLE_ALIASES } from '../../lib/config.js';
+import { echoDbPeers } from '../../lib/peerdb/peers.js';
+import { unreachableStaging } from '../../lib/peerdb/staging-reachability.js';
+import { searchAttributeTypes } from '../../lib/workflow-safe/search-attributes.js';
 
 // The compose stack cannot run here (no Docker engine): these tests check docker-compose.yml statically, and
 // docker-compose 1.29 validates it offline.
 
-const ROOT = fileURLToPath(new URL('..', import.meta.url));
+const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const COMPOSE_FILE = join(ROOT, 'docker-compose.yml');
 const composeText = readFileSync(COMPOSE_FILE, 'utf8');
 const exampleText = readFileSync(join(ROOT, '.env.example'), 'utf8');

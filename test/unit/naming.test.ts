@@ -1,8 +1,8 @@
 import { createHash } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { loadConfig } from '../lib/config.js';
-import { DESTINATION_NAME_MAX_LENGTH, MIRROR_NAME_MAX_LENGTH, describeCollision, destinationNameLimit, destinationTableFor, droppedTableName, isValidMirrorName, mirrorNameFor, namingRules, peerDbNameProblem, planNames, shortHash, type NamingRules } from '../lib/naming.js';
-import { mirrorWorkflowId, qualifiedName, sourceTableIdentifier, verifyWorkflowId, type TableName } from '../lib/workflow-safe/workflow-ids.js';
+import { loadConfig } from '../../lib/config.js';
+import { DESTINATION_NAME_MAX_LENGTH, MIRROR_NAME_MAX_LENGTH, describeCollision, destinationNameLimit, destinationTableFor, droppedTableName, isValidMirrorName, mirrorNameFor, namingRules, peerDbNameProblem, planNames, shortHash, type NamingRules } from '../../lib/naming.js';
+import { mirrorWorkflowId, qualifiedName, sourceTableIdentifier, verifyWorkflowId, type TableName } from '../../lib/workflow-safe/workflow-ids.js';
 
 const perSchema: NamingRules = { strategy: 'per-schema', watchedSchemas: ['public'] };
 const perTable: NamingRules = { strategy: 'per-table', watchedSchemas: ['public'] };

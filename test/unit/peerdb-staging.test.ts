@@ -1,12 +1,12 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { ConfigError, loadConfig } from '../lib/config.js';
-import { echoDbPeers } from '../lib/peerdb/peers.js';
-import { unreachableStaging } from '../lib/peerdb/staging-reachability.js';
-import { runCli } from './support/cli.js';
+import { ConfigError, loadConfig } from '../../lib/config.js';
+import { echoDbPeers } from '../../lib/peerdb/peers.js';
+import { unreachableStaging } from '../../lib/peerdb/staging-reachability.js';
+import { runCli } from '../support/cli.js';
 
 /** PeerDB's ClickhouseConfig as the Flow API's JSON spells it (peerdb-double/peerdb-flow-api.json, v0.37.x protos). */
-const contract = JSON.parse(readFileSync(new URL('./peerdb-double/peerdb-flow-api.json', import.meta.url), 'utf8')) as {
+const contract = JSON.parse(readFileSync(new URL('../peerdb-double/peerdb-flow-api.json', import.meta.url), 'utf8')) as {
   messages: Record<string, Record<string, { json: string }>>;
 };
 const clickhouseConfigFields = Object.values(contract.messages['peerdb_peers.ClickhouseConfig']!).map((field) => field.json);

@@ -2,7 +2,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { CONFIG_VARIABLES, ConfigError, loadConfig, redactedConfig, type Config } from '../lib/config.js';
+import { CONFIG_VARIABLES, ConfigError, loadConfig, MANUAL_VARIABLES_NOT_USED, redactedConfig, type Config } from '../../lib/config.js';
 
 const defaults: Config = {
   postgres: {
@@ -39,7 +39,6 @@ const defaults: Config = {
     dropTimeoutMs: 480_000,
     sourcePeerName: 'postgres_source',
     targetPeerName: 'clickhouse_target',
-    nexus: { host: 'peerdb', port: 9900, user: 'peerdb', password: 'peerdb' },
   },
   sync: { schemas: ['public'], excludedTables: [] },
   mirror: {
@@ -63,6 +62,7 @@ const defaults: Config = {
   reconnect: { delayMs: 5_000, maxAttempts: 10 },
   verify: { delayMs: 5_000, attempts: 3, intervalMs: 10_000 },
   consistencyChecker: { intervalMs: 3_600_000, port: 8090, host: undefined, concurrency: 4 },
+  retention: { days: 7, batchSize: 1000, intervalMs: 86_400_000 },
   api: { healthPort: 8080, healthHost: undefined, token: undefined, verifyWaitMs: 30_000 },
   temporal: { address: 'temporal:7233', namespace: 'default', taskQueue: 'echodb' },
   logLevel: 'info',
@@ -161,6 +161,9 @@ const fullEnv = {
   API_TOKEN: 'api-secret',
   API_VERIFY_WAIT: '5',
   VERIFY_CONCURRENCY: '8',
+  RETENTION_DAYS: '30',
+  RETENTION_BATCH_SIZE: '500',
+  CLEANUP_INTERVAL: '3600',
   TEMPORAL_ADDRESS: 'temporal.internal:7233',
   TEMPORAL_NAMESPACE: 'echodb',
   TEMPORAL_TASK_QUEUE: 'echodb-shop',
@@ -234,7 +237,6 @@ describe('loadConfig', () => {
         dropTimeoutMs: 900_000,
         sourcePeerName: 'shop_pg',
         targetPeerName: 'shop_ch',
-        nexus: { host: 'nexus.internal', port: 9901, user: 'admin', password: 'peerdb-secret' },
       },
       sync: { schemas: ['public', 'sales'], excludedTables: ['temp_*', 'audit.*'] },
       mirror: {
@@ -258,6 +260,7 @@ describe('loadConfig', () => {
       reconnect: { delayMs: 2_000, maxAttempts: 0 },
       verify: { delayMs: 1_000, attempts: 6, intervalMs: 20_000 },
       consistencyChecker: { intervalMs: 600_000, port: 9090, host: '0.0.0.0', concurrency: 8 },
+      retention: { days: 30, batchSize: 500, intervalMs: 3_600_000 },
       api: { healthPort: 9080, healthHost: '127.0.0.1', token: 'api-secret', verifyWaitMs: 5_000 },
       temporal: { address: 'temporal.internal:7233', namespace: 'echodb', taskQueue: 'echodb-shop' },
       logLevel: 'debug',
@@ -312,6 +315,21 @@ describe('loadConfig', () => {
     expect(config.logLevel).toBe('warn');
     expect(config.mirror.strategy).toBe('per-table');
     expect(config.postgres.sslMode).toBe('require');
+  });
+
+  it('turns the cleanup schedule off with CLEANUP_INTERVAL=0 or off, in any case', () => {
+    for (const off of ['0', 'off', 'OFF', ' Off ', '0.0']) expect(load({ CLEANUP_INTERVAL: off }).retention.intervalMs).toBeNull();
+    expect(load({ CLEANUP_INTERVAL: '0.5' }).retention.intervalMs).toBe(500);
+  });
+
+  it('stops start-up on a bad retention setting, naming the variable', () => {
+    expect(problemsOf({ RETENTION_DAYS: '0', RETENTION_BATCH_SIZE: '100001', CLEANUP_INTERVAL: 'daily' })).toEqual([
+      'RETENTION_DAYS: "0" is not a number of days; expected an integer from 1 to 36500',
+      'RETENTION_BATCH_SIZE: "100001" is not a batch size; expected an integer from 1 to 100000',
+      'CLEANUP_INTERVAL: "daily" is not a period; expected a number of seconds above 0, such as 86400, or 0 or off for never',
+    ]);
+    expect(problemsOf({ RETENTION_DAYS: '7.5' })).toEqual(['RETENTION_DAYS: "7.5" is not a number of days; expected an integer from 1 to 36500']);
+    expect(problemsOf({ CLEANUP_INTERVAL: '-1' })[0]).toMatch(/^CLEANUP_INTERVAL: "-1" is not a period/);
   });
 
   it('keeps the PeerDB API URL without its trailing slash', () => {
@@ -543,6 +561,22 @@ describe("the original manual's variable names", () => {
     });
   });
 
+  it("accepts the manual's PeerDB SQL interface and unused checker settings whatever their value, and reads nothing from them", () => {
+    const manual = {
+      PEERDB_HOST: 'peerdb',
+      PEERDB_PORT: 'not-a-port',
+      PEERDB_USER: 'echodb',
+      PEERDB_PASSWORD: 'password',
+      CONSISTENCY_SAMPLE_SIZE: '100',
+      CONSISTENCY_MAX_LAG: '300  # 5 minutes',
+    };
+    expect(Object.keys(manual).sort()).toEqual([...MANUAL_VARIABLES_NOT_USED].sort());
+    expect(load(manual)).toEqual(defaults);
+    // Not PEERDB_API_URL's default: the Flow API is another service (flow-api:8113) than the SQL interface.
+    expect(load({ PEERDB_HOST: 'nexus.internal', PEERDB_PORT: '9900' }).peerdb.apiUrl).toBe('http://flow-api:8113');
+    expect(CONFIG_VARIABLES.filter((name) => MANUAL_VARIABLES_NOT_USED.includes(name))).toEqual([]);
+  });
+
   it("takes EchoDB's name when both spellings agree, and refuses two different values", () => {
     expect(load({ CLICKHOUSE_DB: 'a', CLICKHOUSE_DATABASE: 'a' }).clickhouse.database).toBe('a');
     expect(problemsOf({ CLICKHOUSE_DB: 'a', CLICKHOUSE_DATABASE: 'b' })).toEqual([
@@ -605,7 +639,7 @@ describe('TLS settings', () => {
 });
 
 describe('.env.example', () => {
-  const examplePath = new URL('../.env.example', import.meta.url);
+  const examplePath = new URL('../../.env.example', import.meta.url);
 
   it('sets every variable to its default', () => {
     expect(loadConfig({ env: {}, envFile: examplePath.pathname })).toEqual(defaults);
@@ -613,7 +647,7 @@ describe('.env.example', () => {
 
   it("documents every variable, the original manual's names included", () => {
     const example = readFileSync(examplePath, 'utf8');
-    const undocumented = [...new Set([...Object.keys(fullEnv), ...CONFIG_VARIABLES])].filter(
+    const undocumented = [...new Set([...Object.keys(fullEnv), ...CONFIG_VARIABLES, ...MANUAL_VARIABLES_NOT_USED])].filter(
       (name) => !new RegExp(`^(# )?${name}=`, 'm').test(example),
     );
     expect(undocumented).toEqual([]);
@@ -626,7 +660,6 @@ describe('redactedConfig', () => {
     expect(redacted.postgres.password).toBe('***');
     expect(redacted.clickhouse.password).toBe('***');
     expect(redacted.redis?.password).toBe('***');
-    expect(redacted.peerdb.nexus.password).toBe('***');
     expect(redacted.api.token).toBe('***');
     const logged = JSON.stringify(redacted);
     expect(secrets.filter((secret) => logged.includes(secret))).toEqual([]);
@@ -646,6 +679,5 @@ describe('redactedConfig', () => {
     expect(redacted.clickhouse.password).toBe('');
     expect(redacted.redis?.password).toBeUndefined();
     expect(redacted.api.token).toBeUndefined();
-    expect(redacted.peerdb.nexus.password).toBe('***');
   });
 });
