@@ -3,19 +3,13 @@
  * catalog (is each table there, with a key?) before and while it waits. The activities that need no database are
  * tested in test/unit/mirror-activities.test.ts.
  */
-import { createClient } from '@clickhouse/client';
-import { Client } from '@temporalio/client';
-import { MockActivityEnvironment } from '@temporalio/testing';
-import { DefaultLogger } from '@temporalio/worker';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createMirrorActivities } from '../activities/mirror-activities.js';
-import { CircuitBreaker } from '../lib/circuit-breaker.js';
-import { loadConfig } from '../lib/config.js';
 import { MirrorWedged } from '../lib/workflow-safe/peerdb-errors.js';
 import { NON_RETRYABLE } from '../workflows/definitions.js';
 import { createTestDatabase, type TestDatabase } from './support/database.js';
 import { FakePeerDbClient } from './support/fake-peerdb-client.js';
+import { activityEnvironment, mirrorActivitiesWith } from './support/mirror-activities.js';
 
 let database: TestDatabase;
 let postgres: pg.Pool;
@@ -31,24 +25,7 @@ afterAll(async () => {
   await database?.drop();
 });
 
-function activitiesWith(peerdb: FakePeerDbClient, env: Record<string, string> = {}) {
-  return createMirrorActivities({
-    config: loadConfig({ env, envFile: false }),
-    postgres,
-    postgresBreaker: new CircuitBreaker('postgres', { failureThreshold: 1000, successThreshold: 1, timeoutMs: 1000 }, () => true),
-    // Not used by createMirror: nothing listens there.
-    clickhouse: createClient({ url: 'http://127.0.0.1:1' }),
-    peerdb: peerdb.asClient(),
-    temporal: new Client(),
-  });
-}
-
-function activityEnvironment() {
-  const env = new MockActivityEnvironment({ startToCloseTimeoutMs: 60_000 }, { logger: new DefaultLogger('ERROR') });
-  const heartbeats: unknown[] = [];
-  env.on('heartbeat', (details: unknown) => heartbeats.push(details));
-  return { env, heartbeats };
-}
+const activitiesWith = (peerdb: FakePeerDbClient, env: Record<string, string> = {}) => mirrorActivitiesWith(peerdb, postgres, env);
 
 /** A table in public with a primary key, as the workflow hands it to createMirror. */
 async function sourceTable(name: string) {

@@ -5,19 +5,13 @@
  * here. What reads the source catalog is tested with the real PostgreSQL: createMirror in
  * test/mirror-activities.test.ts, adding tables in the mirror lifecycle and fault tests.
  */
-import { createClient } from '@clickhouse/client';
-import { Client } from '@temporalio/client';
 import { ApplicationFailure, CancelledFailure } from '@temporalio/common';
-import { MockActivityEnvironment } from '@temporalio/testing';
-import { DefaultLogger } from '@temporalio/worker';
 import pg from 'pg';
 import { afterAll, describe, expect, it } from 'vitest';
-import { createMirrorActivities } from '../../activities/mirror-activities.js';
-import { CircuitBreaker } from '../../lib/circuit-breaker.js';
-import { loadConfig } from '../../lib/config.js';
 import { CircuitOpen, MirrorFailed, MirrorNotFound, MirrorStalled, PeerDbInvalidRequest, PeerDbUnavailable, PeerUnreachable } from '../../lib/workflow-safe/peerdb-errors.js';
 import { NON_RETRYABLE } from '../../workflows/definitions.js';
 import { FakePeerDbClient } from '../support/fake-peerdb-client.js';
+import { activityEnvironment, mirrorActivitiesWith } from '../support/mirror-activities.js';
 
 const MIRROR = 'echodb_public';
 const table = (name: string) => ({ schema: 'public', table: name, source: `public.${name}`, destination: name });
@@ -26,25 +20,7 @@ const table = (name: string) => ({ schema: 'public', table: name, source: `publi
 const postgres = new pg.Pool({ host: '127.0.0.1', port: 1, connectionTimeoutMillis: 200 });
 afterAll(() => postgres.end());
 
-function activitiesWith(peerdb: FakePeerDbClient, env: Record<string, string> = {}) {
-  const config = loadConfig({ env, envFile: false });
-  return createMirrorActivities({
-    config,
-    postgres,
-    postgresBreaker: new CircuitBreaker('postgres', { failureThreshold: 1000, successThreshold: 1, timeoutMs: 1000 }, () => true),
-    clickhouse: createClient({ url: 'http://127.0.0.1:1' }),
-    peerdb: peerdb.asClient(),
-    temporal: new Client(),
-  });
-}
-
-/** An activity environment that keeps every heartbeat's details. */
-function activityEnvironment() {
-  const env = new MockActivityEnvironment({ startToCloseTimeoutMs: 60_000 }, { logger: new DefaultLogger('ERROR') });
-  const heartbeats: unknown[] = [];
-  env.on('heartbeat', (details: unknown) => heartbeats.push(details));
-  return { env, heartbeats };
-}
+const activitiesWith = (peerdb: FakePeerDbClient, env: Record<string, string> = {}) => mirrorActivitiesWith(peerdb, postgres, env);
 
 /** What the activity failed with (it must fail). */
 async function failureOf(run: Promise<unknown>): Promise<Error> {
