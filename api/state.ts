@@ -110,14 +110,30 @@ export async function outboxEvents(
   return rows;
 }
 
-/** The latest verification of each table, newest first (at most `limit`). */
+/**
+ * The latest verification of each table, newest first (at most `limit`). The tables are found by skipping through
+ * the (schema_name, table_name, id) index, one probe per table, and each one's latest row by one more: the cost
+ * follows the number of tables, not of verifications (a DISTINCT ON over the whole history read every row: 4.7 s
+ * at 2.9 million, bench/retention.ts).
+ */
 export async function latestVerifications(query: SourceQuery, limit: number): Promise<VerificationRow[]> {
   const { rows } = await query<VerificationRow>(
-    `SELECT * FROM (
-       SELECT DISTINCT ON (schema_name, table_name) workflow_id, mirror, schema_name, table_name, destination,
-              status, postgres_count, clickhouse_count, attempts, error, verified_at
-         FROM echodb.verifications ORDER BY schema_name, table_name, id DESC) latest
-      ORDER BY verified_at DESC LIMIT $1`,
+    `WITH RECURSIVE verified AS (
+       (SELECT schema_name, table_name FROM echodb.verifications ORDER BY schema_name, table_name LIMIT 1)
+       UNION ALL
+       SELECT next.schema_name, next.table_name FROM verified t
+        CROSS JOIN LATERAL (
+          SELECT v.schema_name, v.table_name FROM echodb.verifications v
+           WHERE (v.schema_name, v.table_name) > (t.schema_name, t.table_name)
+           ORDER BY v.schema_name, v.table_name LIMIT 1) next)
+     SELECT latest.* FROM verified t
+      CROSS JOIN LATERAL (
+        SELECT workflow_id, mirror, schema_name, table_name, destination, status, postgres_count, clickhouse_count,
+               attempts, error, verified_at
+          FROM echodb.verifications v
+         WHERE v.schema_name = t.schema_name AND v.table_name = t.table_name
+         ORDER BY v.id DESC LIMIT 1) latest
+      ORDER BY latest.verified_at DESC LIMIT $1`,
     [limit],
   );
   return rows;

@@ -154,6 +154,28 @@ describe('retention', () => {
     expect((await remaining(db)).events).toEqual(['skipped_40', ...kept.events]);
   });
 
+  it("reads each table's latest verification, newest first, whatever the names", async () => {
+    // Names that sort next to each other and hold dots, quotes, spaces and capitals; rows of one table out of time order.
+    const tables = [['a', 't'], ['a', 't '], ['a', 'tt'], ['a.b', 't'], ['A"b', 'T'], ['z', '']] as const;
+    const rows: { workflowId: string; schema: string; table: string }[] = [];
+    for (const [index, [schema, table]] of tables.entries()) {
+      for (const days of [3, 9, 1, 5]) {
+        const workflowId = `verify:${schema}:${table}:${days}`;
+        await db.query(
+          `INSERT INTO echodb.verifications (workflow_id, run_id, mirror, schema_name, table_name, destination, status,
+                                             postgres_count, clickhouse_count, attempts, verified_at)
+           VALUES ($1, 'r', 'm', $2, $3, $3, 'match', 1, 1, 1, $4)`,
+          [workflowId, schema, table, new Date(Date.now() - days * DAY - index * 1000)],
+        );
+        rows.push({ workflowId, schema, table });
+      }
+    }
+    const latest = tables.map(([schema, table]) => rows.filter((r) => r.schema === schema && r.table === table).at(-1)!);
+    // The last row of each table is 5 days old, the tables a second apart: newest first is the order of `tables`.
+    expect((await latestVerifications(query, 100)).map((row) => row.workflow_id)).toEqual(latest.map((r) => r.workflowId));
+    expect((await latestVerifications(query, 2)).map((row) => row.workflow_id)).toEqual(latest.slice(0, 2).map((r) => r.workflowId));
+  });
+
   it('`echodb cleanup` prints what it deleted per table, and counts with --dry-run', async () => {
     await fillHistory(db);
     const env = postgresEnv(database.settings);
