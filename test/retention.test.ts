@@ -14,6 +14,7 @@ import { installCapture, readMigrations } from '../sql/migrations.js';
 import { createEchoWorker } from '../workers/worker.js';
 import { postgresEnv, runCli } from './support/cli.js';
 import { createTestDatabase, type TestDatabase } from './support/database.js';
+import { recordingHistories, saveHistory } from './support/histories.js';
 import { testServers } from './support/servers.js';
 import { until } from './support/until.js';
 
@@ -298,6 +299,7 @@ describe('the cleanup schedule', () => {
       // The activity heartbeats (after each batch): it was scheduled with a heartbeat timeout.
       const history = await run.fetchHistory();
       expect(history.events?.some((event) => event.activityTaskScheduledEventAttributes?.heartbeatTimeout)).toBe(true);
+      if (recordingHistories) await saveHistory(client, run.workflowId, 'cleanup-scheduled');
     } finally {
       worker.shutdown();
       await running;
