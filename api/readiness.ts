@@ -6,7 +6,7 @@ import { readinessQuery } from '../lib/clickhouse-sql.js';
 import type { PeerDbClient } from '../lib/peerdb/client.js';
 import { checkSearchAttributes, describeSearchAttributeProblems } from '../lib/search-attribute-registration.js';
 import { tlsHint } from '../lib/tls.js';
-import { assertSchemaNotNewer, installedSchemaVersion, readMigrations } from '../sql/migrations.js';
+import { readMigrations, usableSchemaVersion } from '../sql/migrations.js';
 
 export interface ReadinessDependencies {
   postgres: pg.Pool;
@@ -67,13 +67,12 @@ function withTlsHint(side: 'POSTGRES' | 'CLICKHOUSE', check: () => Promise<void>
  * election uses it, and PeerDB's Flow API.
  */
 export async function checkReadiness(deps: ReadinessDependencies): Promise<Readiness> {
-  const expected = Math.max(...readMigrations().map((m) => m.version));
+  const migrations = readMigrations();
+  const expected = Math.max(...migrations.map((m) => m.version));
   const checks: Record<string, () => Promise<void>> = {
     postgres: withTlsHint('POSTGRES', async () => {
-      const version = await installedSchemaVersion(deps.postgres);
-      if (version === null) throw new Error('EchoDB is not installed in this database: run echodb setup');
+      const version = await usableSchemaVersion(deps.postgres, migrations);
       if (version < expected) throw new Error(`EchoDB's tables are at migration ${version}, this release needs ${expected}: run echodb setup`);
-      assertSchemaNotNewer(version);
     }),
     clickhouse: withTlsHint('CLICKHOUSE', async () => {
       await (await deps.clickhouse.query({ query: readinessQuery(), format: 'JSONEachRow' })).json();

@@ -11,7 +11,7 @@ import { qualifiedName } from '../lib/workflow-safe/workflow-ids.js';
 import { PeerDbClient } from '../lib/peerdb/client.js';
 import { createPostgresPool } from '../lib/postgres.js';
 import { deleteOldRows, type CleanupReport } from '../lib/retention.js';
-import { assertSchemaNotNewer, installedSchemaVersion } from '../sql/migrations.js';
+import { usableSchemaVersion } from '../sql/migrations.js';
 import { withTemporalClient } from '../lib/temporal-client.js';
 import { advisoryLockHolder } from '../listener/advisory-lock-lease.js';
 import { redisLeaseHolder } from '../listener/redis-lease.js';
@@ -204,9 +204,7 @@ function describeCleanup(report: CleanupReport): string[] {
 /** `echodb cleanup`: deletes the history rows older than the retention period, in batches (lib/retention.ts). */
 export async function cleanup(config: Config, options: CleanupCommandOptions): Promise<Outcome> {
   return withSource(config, async (query, pool): Promise<Outcome> => {
-    const installed = await installedSchemaVersion(pool);
-    if (installed === null) throw new Error('EchoDB is not installed in this database (no schema echodb): run `echodb setup` first');
-    assertSchemaNotNewer(installed);
+    await usableSchemaVersion(pool);
     const report = await deleteOldRows(query, {
       olderThanDays: options.olderThan ?? config.retention.days,
       batchSize: options.batchSize ?? config.retention.batchSize,

@@ -46,6 +46,17 @@ export async function installedSchemaVersion(client: Pick<pg.ClientBase, 'query'
   return versions[0]?.version ?? 0;
 }
 
+/**
+ * The migration EchoDB's tables are at, when this release can use them: throws when EchoDB is not installed in this
+ * database, and SchemaTooNew when a newer release installed them.
+ */
+export async function usableSchemaVersion(client: Pick<pg.ClientBase, 'query'>, migrations = readMigrations()): Promise<number> {
+  const installed = await installedSchemaVersion(client);
+  if (installed === null) throw new Error('EchoDB is not installed in this database (no schema echodb): run `echodb setup` first');
+  assertSchemaNotNewer(installed, migrations);
+  return installed;
+}
+
 /** Throws SchemaTooNew when `installed` is past the newest migration of this release. */
 export function assertSchemaNotNewer(installed: number | null, migrations = readMigrations()): void {
   const known = Math.max(0, ...migrations.map((m) => m.version));
