@@ -39,6 +39,15 @@ function parsed<T>(fallback: T, convert: (raw: string) => T | undefined, notA: s
   });
 }
 
+/** A whole number from `min` to `max` as written (digits only), or undefined. */
+export function wholeNumber(raw: string, min: number, max = Number.MAX_SAFE_INTEGER): number | undefined {
+  const value = /^\s*\d+\s*$/.test(raw) ? Number(raw) : NaN;
+  return value >= min && value <= max ? value : undefined;
+}
+
+/** The most rows one retention DELETE takes (RETENTION_BATCH_SIZE, `echodb cleanup --batch-size`). */
+export const RETENTION_BATCH_SIZE_MAX = 100_000;
+
 function integer<Fallback extends number | undefined>(
   fallback: Fallback,
   notA: string,
@@ -47,11 +56,7 @@ function integer<Fallback extends number | undefined>(
 ) {
   const expected =
     max === Number.MAX_SAFE_INTEGER ? `an integer of ${min} or more` : `an integer from ${min} to ${max}`;
-  const convert = (raw: string) => {
-    const value = /^\s*\d+\s*$/.test(raw) ? Number(raw) : NaN;
-    return value >= min && value <= max ? value : undefined;
-  };
-  return parsed<number | Fallback>(fallback, convert, notA, expected);
+  return parsed<number | Fallback>(fallback, (raw) => wholeNumber(raw, min, max), notA, expected);
 }
 
 const text = (fallback: string) => z.string().default(fallback);
@@ -62,11 +67,14 @@ const optionalPort = () => integer(undefined, 'a port', 1, 65535);
 const positiveInt = (fallback: number) => integer(fallback, 'a positive integer', 1);
 const nonNegativeInt = (fallback: number) => integer(fallback, 'a non-negative integer', 0);
 
+const toMs = (seconds: number) => Math.round(seconds * 1000);
+/** Seconds as written in the environment (decimals allowed), in milliseconds; undefined for anything else. */
+const secondsAsMs = (raw: string) => (/^\s*(\d+(\.\d*)?|\.\d+)\s*$/.test(raw) ? toMs(Number(raw)) : undefined);
+
 /** Seconds in the environment (decimals allowed), milliseconds in the config. */
 function seconds(fallback: number, { allowZero = true } = {}) {
-  const toMs = (value: number) => Math.round(value * 1000);
   const convert = (raw: string) => {
-    const ms = /^\s*(\d+(\.\d*)?|\.\d+)\s*$/.test(raw) ? toMs(Number(raw)) : undefined;
+    const ms = secondsAsMs(raw);
     return ms === undefined || (ms === 0 && !allowZero) ? undefined : ms;
   };
   const expected = allowZero ? 'a number of seconds of 0 or more' : 'a number of seconds above 0';
@@ -79,10 +87,10 @@ const positiveSeconds = (fallback: number) => seconds(fallback, { allowZero: fal
 function periodOrOff(fallback: number) {
   const convert = (raw: string) => {
     if (raw.trim().toLowerCase() === 'off') return null;
-    const ms = /^\s*(\d+(\.\d*)?|\.\d+)\s*$/.test(raw) ? Math.round(Number(raw) * 1000) : undefined;
+    const ms = secondsAsMs(raw);
     return ms === 0 ? null : ms;
   };
-  return parsed<number | null>(fallback * 1000, convert, 'a period', 'a number of seconds above 0, such as 86400, or 0 or off for never');
+  return parsed<number | null>(toMs(fallback), convert, 'a period', 'a number of seconds above 0, such as 86400, or 0 or off for never');
 }
 
 /** One of a few words, matched case-insensitively. */
@@ -272,7 +280,7 @@ const variables = z
     VERIFY_CONCURRENCY: integer(4, 'a concurrency', 1, 100),
 
     RETENTION_DAYS: integer(7, 'a number of days', 1, 36500),
-    RETENTION_BATCH_SIZE: integer(1000, 'a batch size', 1, 100_000),
+    RETENTION_BATCH_SIZE: integer(1000, 'a batch size', 1, RETENTION_BATCH_SIZE_MAX),
     CLEANUP_INTERVAL: periodOrOff(86_400),
 
     HEALTH_PORT: port(8080),

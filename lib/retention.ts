@@ -1,6 +1,7 @@
 // Retention: deletes EchoDB's old history rows (the outbox's handled events, mirror operations, verifications) in
 // small batches, each batch one short statement of its own, so that a busy table is never locked for long. One
 // implementation for `echodb cleanup` and the cleanup schedule's activity.
+import { RETENTION_BATCH_SIZE_MAX, wholeNumber } from './config.js';
 import type { SourceQuery } from './mirrored-tables.js';
 
 const DAY_MS = 24 * 60 * 60 * 1000;
@@ -77,14 +78,12 @@ export function retentionCutoff(now: Date, days: number): Date {
  * are refused rather than rounded, so that a typo never deletes more than was meant.
  */
 export function parseDays(raw: string): number | undefined {
-  const days = /^\s*\d+\s*$/.test(raw) ? Number(raw) : NaN;
-  return Number.isSafeInteger(days) && days >= 1 ? days : undefined;
+  return wholeNumber(raw, 1);
 }
 
 /** A number of rows per statement, from 1 to 100,000 (RETENTION_BATCH_SIZE's range); undefined otherwise. */
 export function parseBatchSize(raw: string): number | undefined {
-  const rows = /^\s*\d+\s*$/.test(raw) ? Number(raw) : NaN;
-  return rows >= 1 && rows <= 100_000 ? rows : undefined;
+  return wholeNumber(raw, 1, RETENTION_BATCH_SIZE_MAX);
 }
 
 /**
