@@ -1,6 +1,6 @@
 import type { ServerSettings } from '../test/servers/index.js';
 import { startBenchStack } from './api-stack.js';
-import { percentile, round } from './stats.js';
+import { fetchOk, percentile, round, timeSequential } from './stats.js';
 import { createTablesInOneTransaction, waitForVerifications } from './tables.js';
 
 export interface ApiBenchResult {
@@ -14,14 +14,7 @@ export interface ApiBenchResult {
 }
 
 async function timeRequests(url: string, count: number) {
-  const sample: number[] = [];
-  for (let i = 0; i < count; i++) {
-    const startedAt = performance.now();
-    const response = await fetch(url);
-    await response.arrayBuffer();
-    if (!response.ok) throw new Error(`${url} answered ${response.status}`);
-    sample.push(performance.now() - startedAt);
-  }
+  const sample = await timeSequential(count, () => fetchOk(url));
   return { p50: round(percentile(sample, 50), 2), p99: round(percentile(sample, 99), 2), max: round(Math.max(...sample), 2) };
 }
 

@@ -3,7 +3,7 @@ import { latestVerifications } from '../api/state.js';
 import { deleteOldRows, type CleanupReport } from '../lib/retention.js';
 import type { ServerSettings } from '../test/servers/index.js';
 import { startBenchStack } from './api-stack.js';
-import { percentile, round } from './stats.js';
+import { fetchOk, percentile, round, timeSequential } from './stats.js';
 
 export interface RetentionBenchResult {
   days: number;
@@ -38,12 +38,7 @@ async function tableFigures(pool: pg.Pool): Promise<TableFigures> {
 }
 
 async function timeAll(requests: number, once: () => Promise<void>) {
-  const sample: number[] = [];
-  for (let i = 0; i < requests; i++) {
-    const startedAt = performance.now();
-    await once();
-    sample.push(performance.now() - startedAt);
-  }
+  const sample = await timeSequential(requests, once);
   return { p50: round(percentile(sample, 50), 1), p95: round(percentile(sample, 95), 1) };
 }
 
@@ -53,11 +48,7 @@ const ENDPOINTS = ['/mirrors', '/metrics', '/metrics/prometheus', '/events?limit
 async function latencies(api: string, pool: pg.Pool, requests: number) {
   const figures: Record<string, { p50: number; p95: number }> = {};
   for (const path of ENDPOINTS) {
-    figures[`GET ${path}`] = await timeAll(requests, async () => {
-      const response = await fetch(`${api}${path}`);
-      await response.arrayBuffer();
-      if (!response.ok) throw new Error(`${path} answered ${response.status}`);
-    });
+    figures[`GET ${path}`] = await timeAll(requests, () => fetchOk(`${api}${path}`));
   }
   const query = (text: string, values: unknown[]) => pool.query(text, values);
   figures['echodb status (latest verifications)'] = await timeAll(Math.min(requests, 20), async () => {

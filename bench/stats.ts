@@ -6,4 +6,22 @@ export function percentile(sample: readonly number[], p: number): number {
   return sorted[rank]!;
 }
 
+/** The milliseconds each of `count` calls of `once` took, one after another. */
+export async function timeSequential(count: number, once: () => Promise<void>): Promise<number[]> {
+  const sample: number[] = [];
+  for (let i = 0; i < count; i++) {
+    const startedAt = performance.now();
+    await once();
+    sample.push(performance.now() - startedAt);
+  }
+  return sample;
+}
+
+/** Fetches `url` and reads its whole body; an answer other than 2xx throws. */
+export async function fetchOk(url: string): Promise<void> {
+  const response = await fetch(url);
+  await response.arrayBuffer();
+  if (!response.ok) throw new Error(`${url} answered ${response.status}`);
+}
+
 export const round = (value: number, digits = 3): number => Number(value.toFixed(digits));
