@@ -1,12 +1,11 @@
 #!/usr/bin/env node
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { loadConfig, ConfigError, type Config } from '../lib/config.js';
-import { verifyAllScheduleId } from '../lib/workflow-safe/workflow-ids.js';
+import { cleanupScheduleId, verifyAllScheduleId } from '../lib/workflow-safe/workflow-ids.js';
 import { registerSearchAttributes } from '../lib/search-attribute-registration.js';
 import { withTemporalClient } from '../lib/temporal-client.js';
 import { deleteVerifyAllSchedule, ensureVerifyAllSchedule, verifyAllIntervalSeconds } from '../lib/verify-all-schedule.js';
 import { deleteCleanupSchedule, describeCleanupSchedule, ensureCleanupSchedule } from '../lib/cleanup-schedule.js';
-import { cleanupScheduleId } from '../lib/workflow-safe/workflow-ids.js';
 import { parseBatchSize, parseDays } from '../lib/retention.js';
 import { withPostgresClient } from '../lib/postgres.js';
 import { clickhouseUrl, createClickHouseClient } from '../lib/clickhouse.js';

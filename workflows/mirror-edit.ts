@@ -79,7 +79,7 @@ const lostInPeerDb = (error: unknown): boolean =>
   [MirrorFailed, MirrorNotFound, MirrorWedged].some((type) => isFailureOfType(error, type));
 
 /** Records one operation on the mirror in echodb.mirror_operations (and logs a failed one). */
-export async function record(edit: Edit, operation: MirrorOperation['operation'], affected: MirrorTable[], error?: string): Promise<void> {
+async function record(edit: Edit, operation: MirrorOperation['operation'], affected: MirrorTable[], error?: string): Promise<void> {
   const { state } = edit.run;
   const { workflowId, runId } = workflowInfo();
   await recordMirrorOperation({
@@ -212,7 +212,7 @@ async function createWith(edit: Edit, wanted: TrackedTable[]): Promise<{ exists:
  * mirrored, each snapshotted afresh into an empty destination. A new mirror that fails too, or is refused (another
  * table dropped meanwhile), is rebuilt again, up to REBUILD_ATTEMPTS times in all.
  */
-export async function rebuildMirror(edit: Edit, wanted: TrackedTable[], cause: unknown): Promise<void> {
+async function rebuildMirror(edit: Edit, wanted: TrackedTable[], cause: unknown): Promise<void> {
   const { state } = edit.run;
   for (let attempt = 1; ; attempt++) {
     log.warn('mirror failed in PeerDB, is stuck there, or is gone: dropping it and creating it again', {

@@ -61,10 +61,6 @@ export class MirrorState {
     return this.tracked.size;
   }
 
-  table(source: string): TrackedTable | undefined {
-    return this.tracked.get(source);
-  }
-
   /** The tables as a map by source, for planning (workflows/plan.ts). */
   byTable(): ReadonlyMap<string, TrackedTable> {
     return this.tracked;

@@ -55,7 +55,7 @@ describe('MirrorState, the mirror workflow\'s bookkeeping', () => {
     const state = new MirrorState('m');
     state.track([tracked('a', 1), tracked('b', 2)]);
     state.track([tracked('a', 3)]);
-    expect(state.table('app.a')?.relationOid).toBe(3);
+    expect(state.tables.find((t) => t.source === 'app.a')?.relationOid).toBe(3);
     state.untrack([tracked('b')]);
     expect(state.size).toBe(1);
     state.exists = true;

@@ -5,7 +5,7 @@ import { TestWorkflowEnvironment } from '@temporalio/testing';
 import { DefaultLogger, Runtime, Worker } from '@temporalio/worker';
 import type { Activities } from '../../activities/index.js';
 import type { CreateOutcome, EditOutcome } from '../../activities/mirror-activities.js';
-import { mirrorWorkflowId } from '../../lib/workflow-safe/workflow-ids.js';
+import { mirrorWorkflowId, parseSourceTableIdentifier } from '../../lib/workflow-safe/workflow-ids.js';
 import { workflowCode } from '../../workers/workflow-code.js';
 import { until } from '../support/until.js';
 import { mirrorStateQuery, tableEventsSignal, workflowTypes } from '../../workflows/definitions.js';
@@ -87,7 +87,8 @@ export class StubWorld {
       mirrorSettings: () => ({ ...this.settings }),
       describeMirror: (mirror: string) => {
         const held = this.mirrors.get(mirror);
-        return { exists: held !== undefined, status: held ? 'STATUS_RUNNING' : null, tables: [...(held ?? [])].map((s) => table(s.split('.')[1]!, s.split('.')[0])) };
+        const tables = [...(held ?? [])].map(parseSourceTableIdentifier).map(({ schema, table: name }) => table(name, schema));
+        return { exists: held !== undefined, status: held ? 'STATUS_RUNNING' : null, tables };
       },
       inspectSourceTables: (tables: TableRef[]) => this.facts(tables),
       ensurePeers: () => undefined,
