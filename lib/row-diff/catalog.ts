@@ -55,8 +55,8 @@ export const joinedClickHouse = (columns: ComparedColumn[]) =>
   `concat(${columns.flatMap((c, i) => (i === 0 ? [c.clickhouse] : ["'|'", c.clickhouse])).join(', ')}${columns.length === 1 ? ", ''" : ''})`;
 
 async function postgresColumns(postgres: PostgresSide, table: string): Promise<{ columns: PostgresColumn[]; key: string[] }> {
-  const { rows } = await postgres.query<{ name: string; type: string; kind: string; element: string | null; display: string; key: number | null }>(
-    `SELECT a.attname AS name, b.typname AS type, b.typtype AS kind, e.typname AS element,
+  const { rows } = await postgres.query<PostgresColumn & { key: number | null }>(
+    `SELECT a.attname AS name, b.typname AS type, b.typtype AS kind, e.typname AS element, a.attnotnull AS "notNull",
             format_type(a.atttypid, a.atttypmod) AS display,
             array_position(i.indkey::int2[], a.attnum) AS key
        FROM pg_attribute a

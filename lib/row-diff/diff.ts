@@ -3,10 +3,11 @@
  * small, then the rows of those segments compared by key. Each look is a few statements per side whatever the
  * table's size: one grouped scan for the first level, one per deeper level, and one per batch of small segments.
  *
- * A segment's checksum is its row count and two sums of 32-bit halves of each row's hash (the first 8 bytes of the
- * MD5 of the row's text form, lib/row-diff/normalise.ts): order-free, so ClickHouse's FINAL may return rows in any
- * order, and exact (a PostgreSQL sum is numeric; a ClickHouse UInt64 sum of 32-bit values cannot wrap below 2^32
- * rows). Both sides read live rows only: ClickHouse with FINAL and `_peerdb_is_deleted = 0`.
+ * A segment's checksum is its row count and the sum, modulo 2^64, of each row's hash (the first 8 bytes of the MD5
+ * of the row's text form, lib/row-diff/normalise.ts): order-free, so ClickHouse's FINAL may return rows in any
+ * order. PostgreSQL sums the hashes as signed 64-bit integers exactly (numeric), ClickHouse as UInt64 with
+ * wrap-around: both are the same number modulo 2^64. Both sides read live rows only: ClickHouse with FINAL and
+ * `_peerdb_is_deleted = 0`.
  */
 import { joinedClickHouse, joinedPostgres, KEY_HASH_SPAN, type DiffPlan } from './catalog.js';
 import { quoteString } from '../clickhouse-sql.js';
@@ -23,6 +24,8 @@ export interface DiffOptions {
   batchRows: number;
   /** The most differing rows remembered by key (for re-checks and examples); beyond it they are only counted. */
   trackedRows: number;
+  /** PostgreSQL statements the first level runs at the same time, each over a slice of the key range. */
+  parallelism: number;
   onProgress?(progress: DiffProgress): void;
 }
 
@@ -32,6 +35,7 @@ export const DEFAULT_DIFF_OPTIONS: DiffOptions = {
   leafRows: 4000,
   batchRows: 50_000,
   trackedRows: 2000,
+  parallelism: 2,
 };
 
 export interface DiffProgress {
@@ -69,8 +73,8 @@ export interface DiffPass {
 
 interface Checksum {
   n: bigint;
-  s1: bigint;
-  s2: bigint;
+  /** The sum of the rows' hashes, modulo 2^64. */
+  sum: bigint;
 }
 
 interface Cell {
@@ -89,7 +93,7 @@ export async function scanTable(sides: DiffSides, plan: DiffPlan, options: DiffO
   let shift = 0n;
   while (span > wanted << shift) shift++;
   const pass = emptyPass();
-  let level = await checksums(sides, plan, origin, shift, null);
+  let level = await checksums(sides, plan, origin, shift, { slices: firstLevelSlices(plan, origin, span, shift, options.parallelism) });
   pass.segments += level.segments;
   pass.rowsCovered = Number(level.rows);
   options.onProgress?.({ segments: pass.segments, rowsCovered: pass.rowsCovered });
@@ -157,31 +161,53 @@ async function keyBounds(sides: DiffSides, plan: DiffPlan): Promise<{ origin: bi
   return { origin: low, span: high - low + 1n };
 }
 
-/** Checksums per segment of 2^shift positions from origin, within `within` (null: the whole table). */
+/**
+ * The first level's PostgreSQL statements: the key range cut into `parallelism` slices at segment boundaries, run
+ * at the same time (PostgreSQL's own parallel query would sort every row first: it cannot know how few segments
+ * there are). A hash position is read whole, once: each slice would hash every key again.
+ */
+function firstLevelSlices(plan: DiffPlan, origin: bigint, span: bigint, shift: bigint, parallelism: number): (Cell[] | null)[] {
+  const segments = (span + (1n << shift) - 1n) >> shift;
+  if (plan.position.kind !== 'key' || parallelism <= 1 || segments < 2n) return [null];
+  const per = (segments + BigInt(parallelism) - 1n) / BigInt(parallelism);
+  const slices: Cell[][] = [];
+  for (let first = 0n; first < segments; first += per) {
+    const last = first + per < segments ? first + per : segments;
+    slices.push([{ from: origin + (first << shift), to: origin + (last << shift), rows: 0n }]);
+  }
+  return slices;
+}
+
+/**
+ * Checksums per segment of 2^shift positions from origin, within the given segments, or for the whole table (the
+ * first level, whose PostgreSQL statements are `slices`, run at the same time; ClickHouse reads it in one).
+ */
 async function checksums(
   sides: DiffSides,
   plan: DiffPlan,
   origin: bigint,
   shift: bigint,
-  within: Cell[] | null,
+  within: { slices: (Cell[] | null)[] } | Cell[],
 ): Promise<{ differing: Cell[]; segments: number; rows: bigint }> {
-  const groups = within === null ? [null] : chunk(mergeRanges(within), MAX_RANGES_PER_STATEMENT);
+  const groups = Array.isArray(within)
+    ? chunk(mergeRanges(within), MAX_RANGES_PER_STATEMENT).map((ranges) => ({ postgres: [ranges], clickhouse: ranges }))
+    : [{ postgres: within.slices, clickhouse: null }];
   const differing: Cell[] = [];
   let segments = 0;
   let rows = 0n;
-  for (const ranges of groups) {
+  for (const group of groups) {
     const [pgRows, chRows] = await Promise.all([
-      sides.postgres.query<ChecksumRow>(postgresChecksums(plan, origin, shift, ranges)),
-      sides.clickhouse.rows<ChecksumRow>(clickhouseChecksums(plan, origin, shift, ranges)),
+      Promise.all(group.postgres.map((part) => sides.postgres.query<ChecksumRow>(postgresChecksums(plan, origin, shift, part)))),
+      sides.clickhouse.rows<ChecksumRow>(clickhouseChecksums(plan, origin, shift, group.clickhouse)),
     ]);
-    const source = byCell(pgRows.rows);
+    const source = byCell(pgRows.flatMap((result) => result.rows));
     const destination = byCell(chRows);
     for (const cell of new Set([...source.keys(), ...destination.keys()])) {
       const a = source.get(cell);
       const b = destination.get(cell);
       segments++;
       rows += a?.n ?? 0n;
-      if (a && b && a.n === b.n && a.s1 === b.s1 && a.s2 === b.s2) continue;
+      if (a && b && a.n === b.n && a.sum === b.sum) continue;
       const index = BigInt(cell);
       const larger = (a?.n ?? 0n) > (b?.n ?? 0n) ? a!.n : b!.n;
       differing.push({ from: origin + (index << shift), to: origin + ((index + 1n) << shift), rows: larger });
@@ -193,27 +219,29 @@ async function checksums(
 interface ChecksumRow {
   cell: string;
   n: string;
-  s1: string;
-  s2: string;
+  sum: string;
 }
 
+const MOD_64 = 1n << 64n;
 const byCell = (rows: ChecksumRow[]) =>
-  new Map<string, Checksum>(rows.map((r) => [String(r.cell), { n: BigInt(r.n), s1: BigInt(r.s1), s2: BigInt(r.s2) }]));
+  new Map<string, Checksum>(rows.map((r) => [String(r.cell), { n: BigInt(r.n), sum: ((BigInt(r.sum) % MOD_64) + MOD_64) % MOD_64 }]));
 
-/** PostgreSQL: a range test on the key itself uses its index; a hash position is filtered once computed. */
+/**
+ * PostgreSQL: a range test on the key itself uses its index; a hash position is filtered once computed. The rows
+ * are hashed in a subquery that OFFSET 0 keeps whole: its output has no statistics, so the segments are grouped in
+ * a hash table (a few hundred assumed, as there are) rather than by sorting every row.
+ */
 function postgresChecksums(plan: DiffPlan, origin: bigint, shift: bigint, ranges: Cell[] | null): string {
   const { inner, outer } = postgresFilters(plan, ranges);
-  // Grouped by the segment number itself: a text key would sort on disk instead of hashing in the parallel workers.
-  return `SELECT c.segment::text AS cell, count(*)::text AS n, sum((c.h >> 32) & 4294967295)::text AS s1, sum(c.h & 4294967295)::text AS s2
+  return `SELECT c.segment::text AS cell, count(*)::text AS n, sum(c.h)::text AS sum
             FROM (SELECT (p - ${origin}::bigint) >> ${shift} AS segment, h
                     FROM (SELECT ${plan.position.postgres} AS p, ('x' || substr(md5(${joinedPostgres(plan.columns)}), 1, 16))::bit(64)::bigint AS h
-                            FROM ${plan.postgresTable} ${inner}) AS r ${outer}) AS c
+                            FROM ${plan.postgresTable} ${inner}) AS r ${outer} OFFSET 0) AS c
            GROUP BY c.segment`;
 }
 
 function clickhouseChecksums(plan: DiffPlan, origin: bigint, shift: bigint, ranges: Cell[] | null): string {
-  return `SELECT toString(segment) AS cell, toString(count()) AS n,
-                 toString(sum(intDiv(h, 4294967296))) AS s1, toString(sum(h % 4294967296)) AS s2
+  return `SELECT toString(segment) AS cell, toString(count()) AS n, toString(sum(h)) AS sum
             FROM (SELECT bitShiftRight(${plan.position.clickhouse} - toInt64('${origin}'), ${shift}) AS segment,
                          halfMD5(${joinedClickHouse(plan.columns)}) AS h
                     FROM ${plan.clickhouseTable} FINAL WHERE _peerdb_is_deleted = 0 ${clickhouseFilter(plan, ranges)})

@@ -25,6 +25,8 @@ export interface PostgresColumn {
   element: string | null;
   /** format_type(), for messages. */
   display: string;
+  /** NOT NULL: its form needs no NULL case on PostgreSQL's side. */
+  notNull?: boolean;
 }
 
 /** A destination column, from ClickHouse's system.columns. */
@@ -72,9 +74,8 @@ const isClickHouseString = (base: string) => base === 'String' || /^FixedString\
 const prefixedPostgres = (text: string) => `(octet_length(${text})::text || ':' || ${text})`;
 const prefixedClickHouse = (text: string) => `concat(toString(length(${text})), ':', ${text})`;
 
-/** Drops a decimal's trailing zeros (and a trailing point), as PostgreSQL's trim_scale does. */
-const trimmedDecimal = (text: string) =>
-  `if(position(${text}, '.') > 0, replaceRegexpOne(replaceRegexpOne(${text}, '0+$', ''), '\\\\.$', ''), ${text})`;
+/** Drops a decimal's trailing zeros (and then a trailing point), as PostgreSQL's trim_scale does. */
+const trimmedDecimal = (text: string) => `if(position(${text}, '.') > 0, replaceRegexpOne(${text}, '\\\\.?0+$', ''), ${text})`;
 
 /** PostgreSQL's infinite dates and timestamps keep their own text: no ClickHouse value has it. */
 const finite = (column: string, form: string) => `CASE WHEN isfinite(${column}) THEN ${form} ELSE ${column}::text END`;
@@ -196,19 +197,11 @@ export function columnRule(source: PostgresColumn, destination: ClickHouseColumn
   if (typeof forms === 'string') return { name: source.name, reason: forms };
   const pgColumn = pg.escapeIdentifier(source.name);
   const chColumn = quoteIdentifier(destination.name);
-  if (nullable) {
-    return {
-      name: source.name,
-      postgres: `coalesce(${forms.postgres(pgColumn)}, 'N')`,
-      clickhouse: `ifNull(${forms.clickhouse(chColumn)}, 'N')`,
-    };
-  }
+  const postgresForm = (nullForm: string) =>
+    source.notNull ? forms.postgres(pgColumn) : `coalesce(${forms.postgres(pgColumn)}, ${pg.escapeLiteral(nullForm)})`;
+  if (nullable) return { name: source.name, postgres: postgresForm('N'), clickhouse: `ifNull(${forms.clickhouse(chColumn)}, 'N')` };
   if (forms.defaultForm === null) {
     return { name: source.name, reason: `${source.display} in a ClickHouse ${base} that is not Nullable: NULL has no known stored form` };
   }
-  return {
-    name: source.name,
-    postgres: `coalesce(${forms.postgres(pgColumn)}, ${pg.escapeLiteral(forms.defaultForm)})`,
-    clickhouse: forms.clickhouse(chColumn),
-  };
+  return { name: source.name, postgres: postgresForm(forms.defaultForm), clickhouse: forms.clickhouse(chColumn) };
 }
