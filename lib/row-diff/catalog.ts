@@ -49,10 +49,17 @@ export interface NoRowDiff {
 const KEY_HASH_BITS = 32;
 export const KEY_HASH_SPAN = 1n << BigInt(KEY_HASH_BITS);
 
-/** The text form of a row (or of its key): the columns' forms joined with `|`, which no form can hold unquoted. */
-export const joinedPostgres = (columns: ComparedColumn[]) => `concat_ws('|', ${columns.map((c) => c.postgres).join(', ')})`;
+/**
+ * The text form of a row (or of its key): the columns' forms joined with `|`, which no form can hold unquoted. No
+ * form is NULL; an array, not concat_ws, because a PostgreSQL function takes at most 100 arguments.
+ */
+export const joinedPostgres = (columns: ComparedColumn[]) => `array_to_string(ARRAY[${columns.map((c) => c.postgres).join(', ')}], '|')`;
+/**
+ * One column's form alone: every form is a String already, and ClickHouse 18.16 names a literal by its text, so a
+ * `''` beside it would clash with a column named `''` ("no supertype for types String, Int64").
+ */
 export const joinedClickHouse = (columns: ComparedColumn[]) =>
-  `concat(${columns.flatMap((c, i) => (i === 0 ? [c.clickhouse] : ["'|'", c.clickhouse])).join(', ')}${columns.length === 1 ? ", ''" : ''})`;
+  columns.length === 1 ? columns[0]!.clickhouse : `concat(${columns.flatMap((c, i) => (i === 0 ? [c.clickhouse] : ["'|'", c.clickhouse])).join(', ')})`;
 
 async function postgresColumns(postgres: PostgresSide, table: string): Promise<{ columns: PostgresColumn[]; key: string[] }> {
   const { rows } = await postgres.query<PostgresColumn & { key: number | null }>(

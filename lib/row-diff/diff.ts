@@ -86,6 +86,13 @@ interface Cell {
 const SPLIT_BITS = 5n;
 const MAX_RANGES_PER_STATEMENT = 200;
 
+/**
+ * An alias for a ClickHouse statement that reads the table's columns. ClickHouse takes a name for the alias of that
+ * name before the column (18.16 fails with "Cyclic aliases", current versions quietly read the alias), so these are
+ * longer than any PostgreSQL name (63 bytes): no compared column, named like its source column, has one.
+ */
+const alias = (name: string) => `${name}${'_'.repeat(64)}`;
+
 /** The whole table: a first-level scan, bisection of the differing segments, and their rows compared. */
 export async function scanTable(sides: DiffSides, plan: DiffPlan, options: DiffOptions): Promise<DiffPass> {
   const { origin, span, estimate } = await keySpace(sides, plan);
@@ -149,7 +156,8 @@ async function keyBounds(sides: DiffSides, plan: DiffPlan): Promise<{ origin: bi
       `SELECT min(${column.postgres})::text AS low, max(${column.postgres})::text AS high FROM ${plan.postgresTable}`,
     ),
     sides.clickhouse.rows<{ low: string; high: string; n: string }>(
-      `SELECT toString(min(${column.clickhouse})) AS low, toString(max(${column.clickhouse})) AS high, toString(count()) AS n FROM ${plan.clickhouseTable}`,
+      `SELECT toString(min(${alias('p')})) AS low, toString(max(${alias('p')})) AS high, toString(count()) AS n
+         FROM (SELECT ${column.clickhouse} AS ${alias('p')} FROM ${plan.clickhouseTable})`,
     ),
   ]);
   const values = [source?.low, source?.high, ...(destination && destination.n !== '0' ? [destination.low, destination.high] : [])]
@@ -241,11 +249,11 @@ function postgresChecksums(plan: DiffPlan, origin: bigint, shift: bigint, ranges
 }
 
 function clickhouseChecksums(plan: DiffPlan, origin: bigint, shift: bigint, ranges: Cell[] | null): string {
-  return `SELECT toString(segment) AS cell, toString(count()) AS n, toString(sum(h)) AS sum
-            FROM (SELECT bitShiftRight(${plan.position.clickhouse} - toInt64('${origin}'), ${shift}) AS segment,
-                         halfMD5(${joinedClickHouse(plan.columns)}) AS h
+  return `SELECT toString(${alias('segment')}) AS cell, toString(count()) AS n, toString(sum(${alias('h')})) AS sum
+            FROM (SELECT bitShiftRight(${plan.position.clickhouse} - toInt64('${origin}'), ${shift}) AS ${alias('segment')},
+                         halfMD5(${joinedClickHouse(plan.columns)}) AS ${alias('h')}
                     FROM ${plan.clickhouseTable} FINAL WHERE _peerdb_is_deleted = 0 ${clickhouseFilter(plan, ranges)})
-           GROUP BY segment`;
+           GROUP BY ${alias('segment')}`;
 }
 
 /**
@@ -313,8 +321,9 @@ function postgresRows(plan: DiffPlan, ranges: Cell[]): string {
 }
 
 function clickhouseRows(plan: DiffPlan, ranges: Cell[]): string {
-  return `SELECT ${joinedClickHouse(plan.key)} AS k, lower(hex(MD5(${joinedClickHouse(plan.columns)}))) AS h
-            FROM ${plan.clickhouseTable} FINAL WHERE _peerdb_is_deleted = 0 ${clickhouseFilter(plan, ranges)}`;
+  return `SELECT ${alias('k')} AS k, ${alias('h')} AS h
+            FROM (SELECT ${joinedClickHouse(plan.key)} AS ${alias('k')}, lower(hex(MD5(${joinedClickHouse(plan.columns)}))) AS ${alias('h')}
+                    FROM ${plan.clickhouseTable} FINAL WHERE _peerdb_is_deleted = 0 ${clickhouseFilter(plan, ranges)})`;
 }
 
 /** The column forms of the given rows on both sides, to name the columns that differ. */
@@ -325,7 +334,7 @@ export async function rowForms(
 ): Promise<{ postgres: Map<string, string[]>; clickhouse: Map<string, string[]> }> {
   if (keys.length === 0) return { postgres: new Map(), clickhouse: new Map() };
   const pgColumns = plan.columns.map((c, i) => `${c.postgres} AS c${i}`).join(', ');
-  const chColumns = plan.columns.map((c, i) => `${c.clickhouse} AS c${i}`).join(', ');
+  const chColumns = plan.columns.map((c, i) => `${c.clickhouse} AS ${alias(`c${i}`)}`).join(', ');
   // A key that is one integer column is its own text form: the rows are then read through the key's index.
   const byKey = plan.position.kind === 'key';
   const [source, destination] = await Promise.all([
@@ -336,9 +345,10 @@ export async function rowForms(
       byKey ? [keys, keys] : [keys],
     ),
     sides.clickhouse.rows<Record<string, string>>(
-      `SELECT * FROM (SELECT ${joinedClickHouse(plan.key)} AS k, ${chColumns} FROM ${plan.clickhouseTable} FINAL
-                       WHERE _peerdb_is_deleted = 0 ${byKey ? `AND ${plan.position.clickhouse} IN (${keys.map((k) => `toInt64(${quoteString(k)})`).join(', ')})` : ''})
-        WHERE k IN (${keys.map(quoteString).join(', ')})`,
+      `SELECT ${['k', ...plan.columns.map((_, i) => `c${i}`)].map((name) => `${alias(name)} AS ${name}`).join(', ')}
+         FROM (SELECT ${joinedClickHouse(plan.key)} AS ${alias('k')}, ${chColumns} FROM ${plan.clickhouseTable} FINAL
+                WHERE _peerdb_is_deleted = 0 ${byKey ? `AND ${plan.position.clickhouse} IN (${keys.map((k) => `toInt64(${quoteString(k)})`).join(', ')})` : ''})
+        WHERE ${alias('k')} IN (${keys.map(quoteString).join(', ')})`,
     ),
   ]);
   const forms = (rows: Record<string, string>[]) => new Map(rows.map((row) => [row.k!, plan.columns.map((_, i) => row[`c${i}`]!)]));

@@ -6,10 +6,11 @@
  *
  * The forms: integers in decimal; numeric without trailing zeros; booleans 1/0; dates as days and timestamps as
  * seconds (or milli-, micro-, nanoseconds, the precision the ClickHouse column keeps) since 1970 UTC, truncated;
- * floats as their IEEE bits; text, json, uuid and PostgreSQL's array text as `<bytes>:<text>`, so that no value can
- * run into the next. NULL is `N` where ClickHouse keeps NULL; in a column that is not Nullable, PeerDB stores the
- * type's default for NULL (flow/model/qvalue/dwh.go: the epoch for time types), so PostgreSQL's NULL takes the
- * default's form. Every expression here uses functions that ClickHouse 18.16 and current ClickHouse both have.
+ * floats as their IEEE bits; text, uuid and PostgreSQL's array text as `<bytes>:<text>`, so that no value can
+ * run into the next (JSON is left out: PeerDB writes its own encoding of it). NULL is `N` where ClickHouse keeps
+ * NULL; in a column that is not Nullable, PeerDB stores the type's default for NULL (flow/model/qvalue/dwh.go: the
+ * epoch for time types), so PostgreSQL's NULL takes the default's form. Every expression here uses functions that
+ * ClickHouse 18.16 and current ClickHouse both have.
  */
 import pg from 'pg';
 import { quoteIdentifier } from '../clickhouse-sql.js';
@@ -65,7 +66,8 @@ export function unwrapClickHouseType(type: string): { base: string; nullable: bo
 }
 
 const INTEGERS = new Set(['int2', 'int4', 'int8']);
-const TEXTS = new Set(['text', 'varchar', 'name', 'citext', 'json', 'jsonb', 'xml']);
+const TEXTS = new Set(['text', 'varchar', 'name', 'citext', 'xml']);
+const JSONS = new Set(['json', 'jsonb']);
 const TIMESTAMPS = new Set(['timestamp', 'timestamptz']);
 const isClickHouseInteger = (base: string) => /^U?Int(8|16|32|64|128|256)$/.test(base);
 const isClickHouseString = (base: string) => base === 'String' || /^FixedString\(\d+\)$/.test(base);
@@ -77,8 +79,11 @@ const prefixedClickHouse = (text: string) => `concat(toString(length(${text})), 
 /** Drops a decimal's trailing zeros (and then a trailing point), as PostgreSQL's trim_scale does. */
 const trimmedDecimal = (text: string) => `if(position(${text}, '.') > 0, replaceRegexpOne(${text}, '\\\\.?0+$', ''), ${text})`;
 
-/** PostgreSQL's infinite dates and timestamps keep their own text: no ClickHouse value has it. */
-const finite = (column: string, form: string) => `CASE WHEN isfinite(${column}) THEN ${form} ELSE ${column}::text END`;
+/**
+ * An infinite date or timestamp is NULL: no ClickHouse value holds it, and PeerDB stores NULL for it, or the epoch
+ * where the column is not Nullable (qvalue_convert.go, DefaultTime), which is the form of NULL there.
+ */
+const finite = (column: string, form: string) => `CASE WHEN isfinite(${column}) THEN ${form} END`;
 
 /**
  * Ticks since 1970 at each precision ClickHouse keeps. Whole seconds come from date_part's float8, whose fraction
@@ -97,6 +102,8 @@ interface Forms {
   clickhouse: (column: string) => string;
   /** The text form of what ClickHouse stores for NULL in a column of this type that is not Nullable. */
   defaultForm: string | null;
+  /** The PostgreSQL form is NULL for some values that are not: those PeerDB stores as NULL. */
+  storesNull?: boolean;
 }
 
 /** The rule for one pair of types, or the reason there is none. */
@@ -106,11 +113,19 @@ function formsFor(source: PostgresColumn, base: string): Forms | string {
     return { postgres: (c) => `${c}::text`, clickhouse: (c) => `toString(${c})`, defaultForm: '0' };
   }
   if (type === 'numeric' && (/^Decimal(\d+)?\(/.test(base) || isClickHouseString(base))) {
+    // No Decimal holds NaN or an infinity: PeerDB stores NULL, or 0 where not Nullable (validNumericToDecimal).
+    // `c = c + 1` holds for exactly those (and needs no 'Infinity' literal, which PostgreSQL 13 and older refuse).
+    const decimal = base.startsWith('Decimal');
     return {
-      postgres: (c) => `trim_scale(${c})::text`,
-      clickhouse: (c) => trimmedDecimal(base.startsWith('Decimal') ? `toString(${c})` : c),
-      defaultForm: '0',
+      postgres: (c) => (decimal ? `CASE WHEN ${c} = ${c} + 1 THEN NULL ELSE trim_scale(${c})::text END` : `trim_scale(${c})::text`),
+      clickhouse: (c) => trimmedDecimal(decimal ? `toString(${c})` : c),
+      // A String keeps '' for NULL.
+      defaultForm: decimal ? '0' : '',
+      storesNull: decimal,
     };
+  }
+  if ((JSONS.has(type) || JSONS.has(source.element ?? '')) && isClickHouseString(base)) {
+    return `${source.display} in a ClickHouse ${base}: PeerDB re-encodes JSON (Go's json.Marshal: keys sorted, spaces dropped, numbers as doubles), so its text is not PostgreSQL's`;
   }
   if ((TEXTS.has(type) || type === 'bpchar' || source.kind === 'e' || type === 'uuid') && isClickHouseString(base)) {
     // bpchar's own output keeps the padding that a cast to text strips; PeerDB receives the output.
@@ -133,6 +148,7 @@ function formsFor(source: PostgresColumn, base: string): Forms | string {
       postgres: (c) => finite(c, `(${c} - DATE '1970-01-01')::text`),
       clickhouse: (c) => `toString(toInt32(${c}))`,
       defaultForm: '0',
+      storesNull: true,
     };
   }
   if (TIMESTAMPS.has(type)) {
@@ -143,6 +159,7 @@ function formsFor(source: PostgresColumn, base: string): Forms | string {
       postgres: (c) => finite(c, ticks.postgres(c)),
       clickhouse: (c) => `toString(${ticks.clickhouse}(${c}))`,
       defaultForm: '0',
+      storesNull: true,
     };
   }
   if ((type === 'float8' && base === 'Float64') || (type === 'float4' && base === 'Float32')) {
@@ -165,25 +182,30 @@ function formsFor(source: PostgresColumn, base: string): Forms | string {
   return `${source.display} in a ClickHouse ${base}: no common text form for this pair of types`;
 }
 
-/** Arrays: PostgreSQL's array text in a String; integer and text arrays in ClickHouse Arrays. */
+/**
+ * Arrays: PostgreSQL's array text in a String; integer and text arrays in ClickHouse Arrays, whose elements PeerDB
+ * never makes Nullable: it stores a NULL element as 0 or '' (ArrayCastElements, convertToString).
+ */
 function arrayForms(source: PostgresColumn, base: string): Forms | string {
   const element = source.element!;
   if (isClickHouseString(base)) {
     return { postgres: (c) => prefixedPostgres(`${c}::text`), clickhouse: (c) => prefixedClickHouse(c), defaultForm: '0:' };
   }
   const inner = /^Array\((.*)\)$/.exec(base)?.[1];
-  if (inner !== undefined && INTEGERS.has(element) && isClickHouseInteger(unwrapClickHouseType(inner).base)) {
+  const elements = inner === undefined ? undefined : unwrapClickHouseType(inner);
+  if (elements && INTEGERS.has(element) && isClickHouseInteger(elements.base)) {
     return {
-      postgres: (c) => `('[' || array_to_string(${c}, ',', 'NULL') || ']')`,
+      postgres: (c) => `('[' || array_to_string(${c}, ',', ${elements.nullable ? "'NULL'" : "'0'"}) || ']')`,
       clickhouse: (c) => `toString(${c})`,
       defaultForm: '[]',
     };
   }
-  if (inner !== undefined && TEXTS.has(element) && isClickHouseString(unwrapClickHouseType(inner).base)) {
+  if (elements && TEXTS.has(element) && isClickHouseString(elements.base)) {
+    const nullElement = elements.nullable ? 'N' : '0:';
     return {
       postgres: (c) =>
-        `CASE WHEN ${c} IS NULL THEN NULL ELSE array_to_string(ARRAY(SELECT coalesce(octet_length(x)::text || ':' || x, 'N') FROM unnest(${c}) AS x), ',') END`,
-      clickhouse: (c) => `arrayStringConcat(arrayMap(x -> ${prefixedClickHouse('x')}, ${c}), ',')`,
+        `CASE WHEN ${c} IS NULL THEN NULL ELSE array_to_string(ARRAY(SELECT coalesce(octet_length(x)::text || ':' || x, '${nullElement}') FROM unnest(${c}) AS x), ',') END`,
+      clickhouse: (c) => `arrayStringConcat(arrayMap(x -> ${elements.nullable ? `ifNull(${prefixedClickHouse('x')}, 'N')` : prefixedClickHouse('x')}, ${c}), ',')`,
       defaultForm: '',
     };
   }
@@ -198,7 +220,7 @@ export function columnRule(source: PostgresColumn, destination: ClickHouseColumn
   const pgColumn = pg.escapeIdentifier(source.name);
   const chColumn = quoteIdentifier(destination.name);
   const postgresForm = (nullForm: string) =>
-    source.notNull ? forms.postgres(pgColumn) : `coalesce(${forms.postgres(pgColumn)}, ${pg.escapeLiteral(nullForm)})`;
+    source.notNull && !forms.storesNull ? forms.postgres(pgColumn) : `coalesce(${forms.postgres(pgColumn)}, ${pg.escapeLiteral(nullForm)})`;
   if (nullable) return { name: source.name, postgres: postgresForm('N'), clickhouse: `ifNull(${forms.clickhouse(chColumn)}, 'N')` };
   if (forms.defaultForm === null) {
     return { name: source.name, reason: `${source.display} in a ClickHouse ${base} that is not Nullable: NULL has no known stored form` };
