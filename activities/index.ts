@@ -5,6 +5,7 @@ import type { Config } from '../lib/config.js';
 import type { CircuitBreaker } from '../lib/circuit-breaker.js';
 import type { PeerDbClient } from '../lib/peerdb/client.js';
 import { createCleanupActivities } from './cleanup-activities.js';
+import { createDiffActivities } from './diff-activities.js';
 import { createMirrorActivities } from './mirror-activities.js';
 import { createReconcileActivities } from './reconcile-activities.js';
 import { createVerifyActivities } from './verify-activities.js';
@@ -15,6 +16,8 @@ export interface ActivityDependencies {
   postgres: pg.Pool;
   postgresBreaker: CircuitBreaker;
   clickhouse: ClickHouseClient;
+  /** The row diff's ClickHouse client, whose requests may take DIFF_QUERY_TIMEOUT (default: `clickhouse`). */
+  scanClickhouse?: ClickHouseClient;
   peerdb: PeerDbClient;
   /** For signal-with-start to mirror workflows (reconcile). */
   temporal: Client;
@@ -22,7 +25,7 @@ export interface ActivityDependencies {
 
 /** Every activity EchoDB's workflows call, bound to their dependencies. */
 export function createActivities(deps: ActivityDependencies) {
-  return { ...createMirrorActivities(deps), ...createVerifyActivities(deps), ...createReconcileActivities(deps), ...createCleanupActivities(deps) };
+  return { ...createMirrorActivities(deps), ...createVerifyActivities(deps), ...createReconcileActivities(deps), ...createCleanupActivities(deps), ...createDiffActivities(deps) };
 }
 
 export type Activities = ReturnType<typeof createActivities>;

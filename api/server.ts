@@ -12,7 +12,9 @@ import type { SourceQuery } from '../lib/mirrored-tables.js';
 import { qualifiedName } from '../lib/workflow-safe/workflow-ids.js';
 import type { LeadershipState } from '../listener/leader-election.js';
 import type { DdlEventRow } from '../sql/ddl-events.js';
+import type { DiffResult } from '../workflows/diff-model.js';
 import type { VerificationResult, VerifyAllReport } from '../workflows/model.js';
+import { diffJson, isDiffResult, startDiff } from './diff.js';
 import { checkReadiness, type ReadinessDependencies } from './readiness.js';
 import {
   EVENT_STATUSES,
@@ -36,6 +38,7 @@ import {
   startVerifyAll,
   verificationJson,
   verifyAllJson,
+  verifyTablesJson,
   type VerifyContext,
 } from './verification.js';
 
@@ -61,7 +64,7 @@ class BadRequest extends Error {}
 /** The query parameters each route takes; any other is refused, so that a misspelled one is not ignored. */
 function allowedParameters(path: string): readonly string[] {
   if (path.startsWith('/verifications/')) return ['run_id'];
-  return { '/verify': ['schema', 'table', 'wait'], '/verify-all': ['wait'], '/events': ['status', 'limit', 'before_id'] }[path] ?? [];
+  return { '/verify': ['schema', 'table', 'wait'], '/diff': ['schema', 'table', 'wait'], '/verify-all': ['wait'], '/events': ['status', 'limit', 'before_id'] }[path] ?? [];
 }
 
 function single(req: Request, name: string): string | undefined {
@@ -235,6 +238,16 @@ export function createApiApp(deps: ApiDependencies): express.Express {
     res.status(202).json(pending(handle.workflowId, handle.firstExecutionRunId, `verification of ${qualifiedName(ref)}`));
   });
 
+  app.get('/diff', async (req, res) => {
+    const ref = { schema: identifier(req, 'schema'), table: identifier(req, 'table') };
+    const waitMs = wait(req, config.api.verifyWaitMs);
+    const table = await findMirroredTable(query, ref);
+    const handle = await startDiff(verifyContext, table);
+    const result = await resultWithin<DiffResult>(temporal, handle, waitMs);
+    if (result !== undefined) return void res.json(diffJson(result));
+    res.status(202).json(pending(handle.workflowId, handle.firstExecutionRunId, `row diff of ${qualifiedName(ref)}`));
+  });
+
   app.get('/verify-all', async (req, res) => {
     const waitMs = wait(req, config.api.verifyWaitMs);
     const handle = await startVerifyAll(verifyContext);
@@ -246,15 +259,17 @@ export function createApiApp(deps: ApiDependencies): express.Express {
   app.get('/verifications/:workflowId', async (req, res) => {
     const { workflowId } = req.params;
     const runId = single(req, 'run_id');
-    const run = await runState<VerificationResult | VerifyAllReport>(temporal, workflowId, runId);
+    const run = await runState<VerificationResult | VerificationResult[] | VerifyAllReport | DiffResult>(temporal, workflowId, runId);
     switch (run.state) {
       case 'unknown':
-        return void res.status(404).json({ error: `no verify or verify-all workflow ${workflowId}` });
+        return void res.status(404).json({ error: `no verify, verify-all or diff workflow ${workflowId}` });
       case 'running':
         return void res.status(202).json(pending(workflowId, runId, 'verification'));
       case 'failed':
         return void res.status(500).json({ workflow_id: workflowId, error: run.error });
       case 'completed':
+        if (Array.isArray(run.result)) return void res.json(verifyTablesJson(run.result, workflowId));
+        if (isDiffResult(run.result)) return void res.json(diffJson(run.result));
         return void res.json(isVerifyAllReport(run.result) ? verifyAllJson(run.result, workflowId) : verificationJson(run.result));
     }
   });

@@ -9,6 +9,8 @@ import { workflowTypes } from '../workflows/definitions.js';
 import type { TableRef, VerificationResult, VerifyAllReport } from '../workflows/model.js';
 import type { verifyAllWorkflow } from '../workflows/verify-all-workflow.js';
 import type { verifyTableWorkflow } from '../workflows/verify-workflow.js';
+import { verifyAllArgs } from '../lib/verify-all-schedule.js';
+import { diffJson } from './diff.js';
 import { tableExists } from './state.js';
 
 /** The table asked for is in no mirror, or does not exist. */
@@ -25,8 +27,11 @@ export interface VerifyContext {
 /** The event id of verifications started on request: one runs per table at a time, later requests start anew. */
 const ON_DEMAND = 'on-demand';
 
-/** Only EchoDB's verify and verify-all workflows may be polled through the API. */
-export const isVerificationWorkflowId = (workflowId: string) => /^echodb-verify(-all)?(-scheduled)?:/.test(workflowId);
+/**
+ * Only EchoDB's verify, batch verify (the workflow_id of a table verified with others: /mirrors, echodb status) and
+ * verify-all workflows may be polled through the API.
+ */
+export const isVerificationWorkflowId = (workflowId: string) => /^echodb-(verify(-all|-tables)?(-scheduled)?|diff):/.test(workflowId);
 
 export async function findMirroredTable(query: SourceQuery, ref: TableRef): Promise<MirroredTable> {
   const [found] = await mirroredTables(query, sourceTableIdentifier(ref));
@@ -57,7 +62,7 @@ export function startVerifyAll({ config, temporal }: VerifyContext) {
   return temporal.workflow.start<typeof verifyAllWorkflow>(workflowTypes.verifyAll, {
     workflowId: verifyAllWorkflowId(config.temporal.taskQueue),
     taskQueue: config.temporal.taskQueue,
-    args: [],
+    args: verifyAllArgs(config),
     workflowIdConflictPolicy: 'USE_EXISTING',
   });
 }
@@ -125,12 +130,19 @@ export function verifyAllJson(report: VerifyAllReport, workflowId: string) {
       errors: report.errors,
       match: report.mismatched === 0 && report.errors === 0,
     },
+    mode: report.mode ?? 'count',
     results: report.results.map(verificationJson),
+    ...(report.diffs && { diffs: report.diffs.map(diffJson) }),
     reconcile: report.reconcile,
   };
 }
 
-/** Is a result verify's or verify-all's (a polled workflow may be either). */
-export function isVerifyAllReport(result: VerificationResult | VerifyAllReport): result is VerifyAllReport {
+/** A batch verify's results (verifyTablesWorkflow): every table it verified. */
+export function verifyTablesJson(results: VerificationResult[], workflowId: string) {
+  return { workflow_id: workflowId, results: results.map(verificationJson) };
+}
+
+/** Is a result verify's or verify-all's (a polled workflow may be either, or a batch verify's). */
+export function isVerifyAllReport(result: VerificationResult | VerificationResult[] | VerifyAllReport): result is VerifyAllReport {
   return 'results' in result;
 }

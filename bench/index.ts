@@ -1,4 +1,4 @@
-// `npm run bench [-- trigger|mirrors|listener|api|verify|memory|retention ...]`: starts throwaway servers, measures, prints tables and writes
+// `npm run bench [-- trigger|mirrors|listener|api|verify-all|verify|diff|memory|retention ...]`: starts throwaway servers, measures, prints tables and writes
 // bench/results/<date>.json. Without arguments it runs every benchmark.
 import fs from 'node:fs';
 import os from 'node:os';
@@ -6,12 +6,14 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { startLocalServers } from '../test/servers/index.js';
 import { measureApi } from './api.js';
+import { measureDiff } from './diff.js';
 import { measureDispatchLatency, measureDispatchSteps, measureFailover } from './listener.js';
 import { measureMirrorLifecycle } from './mirror-lifecycle.js';
 import { measureMemory } from './memory.js';
 import { measureRetention } from './retention.js';
 import { measureTriggerOverhead } from './trigger-overhead.js';
 import { measureVerify } from './verify.js';
+import { measureVerifyAll } from './verify-all.js';
 
 const chosen = new Set(process.argv.slice(2));
 const runs = (name: string) => chosen.size === 0 || chosen.has(name);
@@ -48,6 +50,7 @@ try {
           {
             'PeerDB requests': r.peerdbRequestsTotal,
             'slots used': r.replicationSlotsUsed,
+            'all added (s)': r.secondsUntilAllAdded,
             'all verified (s)': r.secondsUntilAllVerified,
             'matching': r.verifiedMatching,
             'signal->request p50 (ms)': r.signalToPeerDbRequestMs.p50,
@@ -56,6 +59,10 @@ try {
         ]),
       ),
     );
+    const perSchema = lifecycle.find((r) => r.strategy === 'per-schema');
+    if (perSchema) {
+      console.log(`target (per-schema): every table verified at most 30 s after the commit -> ${perSchema.secondsUntilAllVerified <= 30 ? 'met' : 'NOT met'}`);
+    }
     results.mirrorLifecycle = lifecycle;
   }
   if (runs('listener')) {
@@ -124,6 +131,23 @@ try {
     console.log(`bench api: resident memory of the echodb run process afterwards: ${api.residentMemoryMiB} MiB`);
     results.api = api;
   }
+  if (runs('verify-all')) {
+    const tables = Number(process.env.BENCH_TABLES ?? 1000);
+    const repetitions = Number(process.env.BENCH_VERIFY_ALL_RUNS ?? 3);
+    console.log(`bench verify-all: ${tables} mirrored tables, all matching, GET /verify-all ${repetitions} times at the default settings`);
+    const verifyAll = await measureVerifyAll(servers.settings, tables, repetitions);
+    console.table(Object.fromEntries(verifyAll.runs.map((run, i) => [`run ${i + 1}`, {
+      'verify-all (s)': run.seconds,
+      'of which reconcile (s)': run.reconcileSeconds,
+      matched: run.matched,
+      'batch workflows': run.batches,
+    }])));
+    console.log(
+      `bench verify-all: VERIFY_BATCH_SIZE ${verifyAll.batchSize}, VERIFY_CONCURRENCY ${verifyAll.concurrency}; median ` +
+        `${verifyAll.medianSeconds} s; target: at most 10 s -> ${verifyAll.medianSeconds <= 10 ? 'met' : 'NOT met'}`,
+    );
+    results.verifyAll = verifyAll;
+  }
 
   if (runs('verify')) {
     const rows = Number(process.env.BENCH_VERIFY_ROWS ?? 1_000_000);
@@ -138,6 +162,46 @@ try {
     }])));
     console.table({ 'ratio to both raw scans in parallel': verify.ratio });
     results.verify = verify;
+  }
+  if (runs('diff')) {
+    const rows = Number(process.env.BENCH_DIFF_ROWS ?? 1_000_000);
+    const repetitions = Number(process.env.BENCH_DIFF_REPETITIONS ?? 3);
+    const reladiffSpec = process.env.BENCH_DIFF_RELADIFF ?? 'reladiff[postgresql]==0.6.0';
+    console.log(
+      `bench diff: a ${rows}-row table, EchoDB's row diff (PostgreSQL to ClickHouse) vs reladiff (PostgreSQL to a ` +
+        `PostgreSQL copy) vs the two raw count scans, with no differences and with 10, ${repetitions} runs each`,
+    );
+    const diff = await measureDiff(servers.settings, { rows, repetitions, reladiffSpec });
+    console.log('bench diff: peak RSS of processes that do nothing (GNU time %M, like the tools)');
+    console.table(Object.fromEntries(Object.entries(diff.baselinesMiB).map(([name, mib]) => [name, { 'peak memory (MiB)': mib }])));
+    for (const result of diff.cases) {
+      console.log(`bench diff: ${result.case} (medians of ${repetitions} runs; peak memory: the highest run's)`);
+      console.table({
+        ...Object.fromEntries(result.tools.map((tool) => [tool.tool, {
+          'wall (s)': tool.medianSeconds,
+          'peak memory (MiB)': tool.peakMiB ?? '-',
+          'differences found': tool.found,
+          exact: tool.error === undefined ? (tool.exact ? 'yes' : 'NO') : `error: ${tool.error.slice(0, 80)}`,
+        }])),
+        ...Object.fromEntries(Object.entries(result.rawScans).map(([scan, { medianSeconds }]) => [scan, {
+          'wall (s)': medianSeconds,
+          'peak memory (MiB)': '-',
+          'differences found': '-',
+          exact: '-',
+        }])),
+      });
+      const targets = result.targets;
+      if (targets) {
+        const mark = (met: boolean) => (met ? 'met' : 'NOT met');
+        console.log(
+          `bench diff: targets (${targets.build}): at most 2 s (${targets.seconds} s) ${mark(targets.withinTwoSeconds)}; ` +
+            `at most 100 MiB (${targets.peakMiB ?? '-'} MiB) ${mark(targets.within100MiB)}; all 10 exact, no false ` +
+            `difference ${mark(targets.allTenExact)}; faster than reladiff ${mark(targets.fasterThanReladiff)} -> ` +
+            `${targets.met ? 'all met' : 'NOT all met'}`,
+        );
+      }
+    }
+    results.diff = diff;
   }
   if (runs('memory')) {
     const tables = Number(process.env.BENCH_MEMORY_TABLES ?? 500);

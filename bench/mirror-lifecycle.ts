@@ -14,6 +14,8 @@ export interface MirrorBenchResult {
   peerdbRequests: Record<string, number>;
   peerdbRequestsTotal: number;
   replicationSlotsUsed: number;
+  /** From the commit until the last table was in its mirror (its create or add_tables recorded as succeeded). */
+  secondsUntilAllAdded: number;
   secondsUntilAllVerified: number;
   verifiedMatching: number;
   signalToPeerDbRequestMs: { p50: number; p99: number };
@@ -21,7 +23,8 @@ export interface MirrorBenchResult {
 
 /**
  * `tables` tables created in one transaction (10 rows each), under one strategy: the PeerDB requests EchoDB
- * issues, the replication slots its mirrors hold, the time from commit until every table is verified, and the
+ * issues, the replication slots its mirrors hold, the time from commit until every table is in its mirror and until
+ * every table is verified, and the
  * latency from a signal accepted by Temporal to the Flow API request that adds its table.
  */
 export async function measureMirrorLifecycle(
@@ -77,6 +80,9 @@ export async function measureMirrorLifecycle(
       const requested = firstRequestAt.get(source);
       return requested === undefined ? [] : [requested - at];
     });
+    const { rows: added } = await sql.query<{ at: Date }>(
+      "SELECT max(created_at) AS at FROM echodb.mirror_operations WHERE operation IN ('create', 'add_tables') AND result = 'succeeded'",
+    );
     const { rows: matching } = await sql.query<{ n: string }>(
       "SELECT count(*) AS n FROM echodb.verifications WHERE status = 'match'",
     );
@@ -86,6 +92,7 @@ export async function measureMirrorLifecycle(
       peerdbRequests,
       peerdbRequestsTotal: stack.peerdb.requests.length,
       replicationSlotsUsed: slots,
+      secondsUntilAllAdded: round((added[0]!.at.getTime() - committedAt) / 1000, 1),
       secondsUntilAllVerified: round(secondsUntilAllVerified, 1),
       verifiedMatching: Number(matching[0]?.n),
       signalToPeerDbRequestMs: { p50: round(percentile(latencies, 50), 1), p99: round(percentile(latencies, 99), 1) },

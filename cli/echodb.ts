@@ -293,6 +293,21 @@ outputOptions(
 
 outputOptions(
   program
+    .command('diff')
+    .description(
+      "compare a mirrored table's rows in PostgreSQL and in ClickHouse, key by key (a diff workflow: segment checksums, " +
+        'then the differing rows, looked at again after DIFF_SETTLE_DELAY so that lag is not reported as a difference); ' +
+        'needs a running worker',
+    )
+    .argument('<schema.table>', 'the table, as PostgreSQL reads it: public.orders, or public."Mixed Case"', parseTableArgument)
+    .addHelpText('after', exitCodeHelp('rows or columns differ (or, for a table without a primary key, the counts)')),
+).action(async (table: TableRef, options: OperationOptions) => {
+  const { diffTable } = await import('./operations.js');
+  process.exitCode = EXIT[await diffTable(loadConfig(), table, options)];
+});
+
+outputOptions(
+  program
     .command('verify-all')
     .description('run reconcile, then verify every mirrored table (what the schedule runs); needs a running worker')
     .addHelpText('after', exitCodeHelp('some counts differ')),

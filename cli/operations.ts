@@ -32,6 +32,8 @@ import {
   verificationJson,
   verifyAllJson,
 } from '../api/verification.js';
+import { describeDiff, diffJson, startDiff } from '../api/diff.js';
+import type { DiffResult } from '../workflows/diff-model.js';
 import type { TableRef, VerificationResult, VerifyAllReport } from '../workflows/model.js';
 
 /** What a command found, for its exit code: all well, a problem found (mismatch), or the job not done. */
@@ -84,6 +86,21 @@ export async function verifyTable(config: Config, ref: TableRef, options: Operat
   );
 }
 
+/** `echodb diff <schema.table>`: a row diff of one mirrored table now. Exit 3 when rows or columns differ. */
+export async function diffTable(config: Config, ref: TableRef, options: OperationOptions): Promise<Outcome> {
+  return withSource(config, (query) =>
+    withTemporalClient(config.temporal, async (temporal) => {
+      const table = await findMirroredTable(query, ref);
+      const handle = await startDiff({ config, temporal }, table);
+      const result = await awaitResult<DiffResult>(temporal, handle, options.wait);
+      if (options.json) console.log(JSON.stringify(diffJson(result), null, 2));
+      else for (const [i, line] of describeDiff(result).entries()) console.log(i === 0 ? `diff: ${line} (workflow ${result.workflowId})` : line);
+      if (result.status === 'error') return 'failure';
+      return result.match ? 'ok' : 'found';
+    }),
+  );
+}
+
 /** `echodb verify-all`: reconcile, then every mirrored table. */
 export async function verifyAll(config: Config, options: OperationOptions): Promise<Outcome> {
   return withTemporalClient(config.temporal, async (temporal) => {
@@ -93,10 +110,11 @@ export async function verifyAll(config: Config, options: OperationOptions): Prom
       console.log(JSON.stringify(verifyAllJson(report, handle.workflowId), null, 2));
     } else {
       console.log(
-        `verify-all: ${report.tables} tables: ${report.matched} match, ${report.mismatched} mismatch, ` +
+        `verify-all${report.mode === 'checksum' ? ' (row diffs)' : ''}: ${report.tables} tables: ${report.matched} match, ${report.mismatched} mismatch, ` +
           `${report.errors} error(s) (workflow ${handle.workflowId})`,
       );
       for (const result of report.results) if (result.status !== 'match') console.log(`  ${describeVerification(result)}`);
+      for (const diff of report.diffs ?? []) if (!diff.match || diff.status === 'error') for (const line of describeDiff(diff)) console.log(`  ${line}`);
       if (report.reconcile === null) console.log('  reconcile did not run');
       else console.log(`  reconcile: ${report.reconcile.added.length} to add, ${report.reconcile.removed.length} to remove`);
     }
@@ -198,7 +216,7 @@ function describeCleanup(report: CleanupReport): string[] {
     `  echodb.${t.table.padEnd(width)}  ${verb} ${t.deleted}` +
       (report.dryRun ? '' : ` in ${t.batches} batch(es), the longest ${t.longestBatchMs} ms`),
   );
-  return [head, ...lines, "  kept whatever their age: pending events, each table's latest verification, each mirror's latest operation"];
+  return [head, ...lines, "  kept whatever their age: pending events, each table's latest verification and row diff, each mirror's latest operation"];
 }
 
 /** `echodb cleanup`: deletes the history rows older than the retention period, in batches (lib/retention.ts). */

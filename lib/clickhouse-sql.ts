@@ -54,6 +54,18 @@ export function countLiveRows(database: string, table: string): string {
   return `SELECT count() AS n FROM ${qualifiedTable(database, table)} FINAL WHERE _peerdb_is_deleted = 0`;
 }
 
+/**
+ * The live rows of several PeerDB destination tables in one statement, each counted as countLiveRows counts it: one
+ * row per table, `i` its index in `tables` and `n` its count, in no particular order. Fails as a whole when one table
+ * is missing. `i` is a UInt32 in every branch, so that every branch gives the same types whatever the index.
+ */
+export function countLiveRowsOfEach(database: string, tables: readonly string[]): string {
+  if (tables.length === 0) throw new Error('countLiveRowsOfEach needs at least one table');
+  return tables
+    .map((table, i) => `SELECT toUInt32(${i}) AS i, count() AS n FROM ${qualifiedTable(database, table)} FINAL WHERE _peerdb_is_deleted = 0`)
+    .join(' UNION ALL ');
+}
+
 /** DESTINATION_ON_DROP=drop: the table and its data go; nothing happens when it is already gone. */
 export function dropTable(database: string, table: string): string {
   return `DROP TABLE IF EXISTS ${qualifiedTable(database, table)}`;

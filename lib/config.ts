@@ -7,6 +7,7 @@ import { accessSync, constants as fsConstants, readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { parse as parseDotenv } from 'dotenv';
 import { z } from 'zod';
+import { DEFAULT_VERIFY_BATCH_SIZE, MAX_VERIFY_BATCH_SIZE } from './workflow-safe/batches.js';
 
 export interface LoadConfigOptions {
   /** The real environment; it wins over the file. */
@@ -278,6 +279,13 @@ const variables = z
     CONSISTENCY_CHECK_INTERVAL: positiveSeconds(3600),
     CONSISTENCY_CHECKER_PORT: port(8090),
     VERIFY_CONCURRENCY: integer(4, 'a concurrency', 1, 100),
+    VERIFY_BATCH_SIZE: integer(DEFAULT_VERIFY_BATCH_SIZE, 'a batch size', 1, MAX_VERIFY_BATCH_SIZE),
+
+    VERIFY_MODE: oneOf(['count', 'checksum'], 'count', 'a verification mode'),
+    DIFF_SETTLE_DELAY: seconds(30),
+    DIFF_RECHECKS: integer(3, 'a number of re-checks', 0, 20),
+    DIFF_EXAMPLES: integer(20, 'a number of example rows', 1, 1000),
+    DIFF_QUERY_TIMEOUT: positiveSeconds(600),
 
     RETENTION_DAYS: integer(7, 'a number of days', 1, 36500),
     RETENTION_BATCH_SIZE: integer(1000, 'a batch size', 1, RETENTION_BATCH_SIZE_MAX),
@@ -491,13 +499,26 @@ function toConfig(env: Variables) {
     retry: { maxRetries: env.MAX_RETRIES, backoffMs: env.RETRY_DELAY, backoffCoefficient: env.RETRY_BACKOFF },
     /** `maxAttempts` 0 means forever. */
     reconnect: { delayMs: env.RECONNECT_DELAY, maxAttempts: env.MAX_RECONNECT_ATTEMPTS },
-    verify: { delayMs: env.VERIFY_DELAY, attempts: env.VERIFY_ATTEMPTS, intervalMs: env.VERIFY_INTERVAL },
+    /** `batchSize`: tables counted together, one statement per database (cut earlier when their names are long). */
+    verify: { delayMs: env.VERIFY_DELAY, attempts: env.VERIFY_ATTEMPTS, intervalMs: env.VERIFY_INTERVAL, batchSize: env.VERIFY_BATCH_SIZE },
+    /**
+     * The row diff (`echodb diff`, GET /diff, verify-all under VERIFY_MODE=checksum): rows found different are looked
+     * at again `rechecks` times, `settleDelayMs` apart, before they are reported; `examples` differing rows are kept
+     * in the result; each statement may run `queryTimeoutMs`.
+     */
+    diff: {
+      mode: env.VERIFY_MODE,
+      settleDelayMs: env.DIFF_SETTLE_DELAY,
+      rechecks: env.DIFF_RECHECKS,
+      examples: env.DIFF_EXAMPLES,
+      queryTimeoutMs: env.DIFF_QUERY_TIMEOUT,
+    },
     consistencyChecker: {
       intervalMs: env.CONSISTENCY_CHECK_INTERVAL,
       port: env.CONSISTENCY_CHECKER_PORT,
       /** The address it listens on; unset, every interface. */
       host: env.CONSISTENCY_CHECKER_HOST,
-      /** Tables verify-all counts at the same time. */
+      /** Batches of tables verify-all verifies at the same time. */
       concurrency: env.VERIFY_CONCURRENCY,
     },
     /**

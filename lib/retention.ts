@@ -29,6 +29,12 @@ export const RETAINED_TABLES = [
     deletable:
       'EXISTS (SELECT 1 FROM echodb.verifications n WHERE n.schema_name = t.schema_name AND n.table_name = t.table_name AND n.id > t.id)',
   },
+  {
+    table: 'row_diffs',
+    age: 'diffed_at',
+    deletable:
+      'EXISTS (SELECT 1 FROM echodb.row_diffs n WHERE n.schema_name = t.schema_name AND n.table_name = t.table_name AND n.id > t.id)',
+  },
 ] as const;
 
 export type RetainedTable = (typeof RETAINED_TABLES)[number]['table'];

@@ -6,11 +6,13 @@ import {
   type ScheduleDescription,
 } from '@temporalio/client';
 
-/** A Temporal schedule that starts one workflow type, without arguments, every `everyMs`. */
+/** A Temporal schedule that starts one workflow type every `everyMs`. */
 export interface IntervalSchedule {
   scheduleId: string;
   everyMs: number;
   workflowType: string;
+  /** The workflow's arguments (none by default). */
+  args?: unknown[];
   /** Temporal appends each run's scheduled time. */
   workflowId: string;
   taskQueue: string;
@@ -22,10 +24,10 @@ export function scheduleIntervalMs(intervalMs: number): number {
 }
 
 function wanted(schedule: IntervalSchedule) {
-  const { everyMs, workflowType, workflowId, taskQueue } = schedule;
+  const { everyMs, workflowType, workflowId, taskQueue, args = [] } = schedule;
   return {
     spec: { intervals: [{ every: everyMs }] },
-    action: { type: 'startWorkflow' as const, workflowType, workflowId, taskQueue, args: [] as unknown[] },
+    action: { type: 'startWorkflow' as const, workflowType, workflowId, taskQueue, args },
     // A run still going when the next is due is let finish; the next is skipped. After an outage, at most one
     // missed run is caught up (a run missed by up to an interval, or a minute).
     policies: { overlap: ScheduleOverlapPolicy.SKIP, catchupWindow: Math.max(everyMs, 60_000), pauseOnFailure: false },
@@ -45,7 +47,7 @@ function matches(current: ScheduleDescription, schedule: IntervalSchedule): bool
     action.workflowType === target.action.workflowType &&
     action.workflowId === target.action.workflowId &&
     action.taskQueue === target.action.taskQueue &&
-    (action.args?.length ?? 0) === 0 &&
+    JSON.stringify(action.args ?? []) === JSON.stringify(target.action.args) &&
     policies.overlap === target.policies.overlap &&
     policies.catchupWindow === target.policies.catchupWindow &&
     policies.pauseOnFailure === target.policies.pauseOnFailure

@@ -3,6 +3,7 @@ import type { Config } from './config.js';
 import { deleteSchedule, ensureSchedule, scheduleIntervalMs, type IntervalSchedule } from './schedules.js';
 import { scheduledVerifyAllWorkflowId, verifyAllScheduleId } from './workflow-safe/workflow-ids.js';
 import { workflowTypes } from '../workflows/definitions.js';
+import type { VerifyAllInput } from '../workflows/model.js';
 
 /** What the schedule should be for this configuration. */
 function wanted(config: Config): IntervalSchedule {
@@ -13,7 +14,13 @@ function wanted(config: Config): IntervalSchedule {
     workflowType: workflowTypes.verifyAll,
     workflowId: scheduledVerifyAllWorkflowId(taskQueue),
     taskQueue,
+    args: verifyAllArgs(config),
   };
+}
+
+/** verifyAllWorkflow's arguments under this configuration: none for counts (VERIFY_MODE=count), else the mode. */
+export function verifyAllArgs(config: Config): [] | [VerifyAllInput] {
+  return config.diff.mode === 'count' ? [] : [{ mode: config.diff.mode }];
 }
 
 /**

@@ -12,6 +12,7 @@ DROP FUNCTION IF EXISTS echodb.lacks_replica_identity(oid);
 DROP TABLE IF EXISTS echodb.mirror_waits;
 DROP TABLE IF EXISTS echodb.unmirrored_tables;
 DROP TABLE IF EXISTS echodb.destination_claims;
+DROP TABLE IF EXISTS echodb.row_diffs;
 DROP TABLE IF EXISTS echodb.verifications;
 DROP TABLE IF EXISTS echodb.mirror_operations;
 DROP TABLE IF EXISTS echodb.ddl_events;

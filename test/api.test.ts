@@ -273,6 +273,17 @@ describe('GET /verify', () => {
     expect(result).toMatchObject({ table: `${stack.schema}.users`, postgres_count: 7, clickhouse_count: 5, workflow_id: workflowId });
   });
 
+  it('answers /verifications/<id> of the batch that verified a table with it, with every table of the batch', async () => {
+    // The first verification of a table is the one its mirror's edit started: a batch verify.
+    const [first] = await stack.verifications(ODD);
+    expect(first?.workflow_id).toMatch(/^echodb-verify-tables:/);
+    const response = await get(`/verifications/${encodeURIComponent(first!.workflow_id)}`);
+    expect(response.status).toBe(200);
+    const body = response.json<{ workflow_id: string; results: Verification[] }>();
+    expect(body.workflow_id).toBe(first!.workflow_id);
+    expect(body.results).toContainEqual(expect.objectContaining({ table: `"${stack.schema}"."${ODD.replaceAll('"', '""')}"`, match: true }));
+  });
+
   it('answers 404 for a table that does not exist or is in no mirror', async () => {
     const missing = await get(verifyPath('no_such_table'));
     expect(missing.status).toBe(404);

@@ -2,7 +2,8 @@
  * Every statement EchoDB sends to ClickHouse (the builders of lib/clickhouse-sql.ts), run on the ClickHouse 18.16
  * the tests start and on current ClickHouse (chdb, in-process), against PeerDB-shaped destination tables whose
  * names are the adversarial ones: the destination check, the live row count (FINAL, deleted rows left out), the
- * rename aside, the drop, the readiness query, and setup's database check and creation. None needs a version
+ * rename aside, the drop, the readiness query, setup's database check and creation, and the batched count of many
+ * tables in one statement. None needs a version
  * switch: each builder has one text for both. Only the test's own CREATE TABLE differs (18.16 has no DateTime64).
  */
 import crypto from 'node:crypto';
@@ -10,6 +11,7 @@ import { ClickHouseLogLevel, createClient } from '@clickhouse/client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   countLiveRows,
+  countLiveRowsOfEach,
   createDatabase,
   databaseExists,
   dropTable,
@@ -242,6 +244,26 @@ describe.each([
     } finally {
       await on().command(`DROP DATABASE ${quoteIdentifier(longDatabase)}`);
     }
+  });
+
+  it('counts many PeerDB tables in one statement, each as countLiveRows counts it, whatever their names', async () => {
+    for (const name of adversarialNames) await createPeerDbTable(name, name);
+    await on().command(on().peerDbTable(database, 'empty'));
+    // Past 255 tables, so that the index needs more than a UInt8 in some branches and not in others.
+    const tables = Array.from({ length: 300 }, (_, i) => (i % 7 === 3 ? 'empty' : adversarialNames[i % adversarialNames.length]!));
+    try {
+      const rows = await on().rows<{ i: number | string; n: number | string }>(countLiveRowsOfEach(database, tables));
+      expect(rows).toHaveLength(tables.length);
+      expect(Object.keys(rows[0]!).sort()).toEqual(['i', 'n']);
+      const counts = new Map(rows.map((row) => [Number(row.i), Number(row.n)]));
+      expect(tables.map((_, i) => counts.get(i))).toEqual(tables.map((table) => (table === 'empty' ? 0 : LIVE_ROWS)));
+
+      // One missing table fails the whole statement (EchoDB then counts each table alone): never a count of 0.
+      await expect(on().rows(countLiveRowsOfEach(database, ['plain', 'not there']))).rejects.toThrow(/not there|doesn't exist|does not exist|UNKNOWN_TABLE/i);
+    } finally {
+      for (const name of [...adversarialNames, 'empty']) await on().command(dropTable(database, name));
+    }
+    expect(await listed()).toEqual([]);
   });
 
   it('fails to count a table that is not there (never a count of 0)', async () => {

@@ -67,10 +67,20 @@ async function ensureMirror(stack: EchoStack): Promise<void> {
 async function recordHistories(stack: EchoStack, name: string, verifiedTable?: string): Promise<void> {
   if (!recordingHistories) return;
   const mirror = stack.peerdb.mirrors()[0]?.name ?? `echodb_${stack.schema}`;
-  await saveHistory(stack.temporal, mirrorWorkflowId(mirror), `mirror-${name}`);
+  // The run that did the most: the latest may have just continued as new, with nothing in it yet.
+  const runs = [];
+  for await (const run of stack.temporal.workflow.list({ query: `WorkflowId = '${mirrorWorkflowId(mirror)}'` })) runs.push(run);
+  const longest = runs.sort((a, b) => b.historyLength - a.historyLength)[0];
+  await saveHistory(stack.temporal, mirrorWorkflowId(mirror), `mirror-${name}`, { runId: longest?.runId });
   if (verifiedTable) {
     const [verification] = await stack.verifications(verifiedTable);
-    if (verification) await saveHistory(stack.temporal, verification.workflow_id, `verify-${name}`);
+    if (!verification) return;
+    // Recorded by its batch (verifyTablesWorkflow), or by a verify workflow of its own that a batch started.
+    const batch = verification.workflow_id.startsWith('echodb-verify-tables:')
+      ? verification.workflow_id
+      : (await stack.temporal.workflow.getHandle(verification.workflow_id).describe()).parentExecution?.workflowId;
+    if (batch !== verification.workflow_id) await saveHistory(stack.temporal, verification.workflow_id, `verify-${name}`);
+    if (batch) await saveHistory(stack.temporal, batch, `verify-tables-${name}`);
   }
 }
 
@@ -259,13 +269,14 @@ describe('per-schema strategy (the default)', () => {
     };
     const ofMirror = await until(() => list(`EchoDbMirror = '${mirror}'`), (ids) => ids.length > 1);
     expect(ofMirror).toContain(`echodb-mirror:${mirror}`);
-    expect(ofMirror.filter((id) => id.startsWith(`echodb-verify:${mirror}:`)).length).toBeGreaterThan(1);
-    // The table's verification, and the mirror's workflow while the table is the last it changed.
-    const ofTable = await until(() => list(`EchoDbTables = '${schema}.findable'`), (ids) => ids.some((id) => id.startsWith('echodb-verify:')));
-    expect(ofTable.filter((id) => id.startsWith('echodb-verify:'))).toEqual([
-      expect.stringMatching(new RegExp(`^echodb-verify:${mirror}:\\d+:${schema}\\.findable$`)),
+    // Each edit's tables are verified by a batch workflow, named after its first table.
+    expect(ofMirror.filter((id) => id.startsWith(`echodb-verify-tables:${mirror}:`)).length).toBeGreaterThan(1);
+    // The batch that verified the table, and the mirror's workflow while the table is the last it changed.
+    const ofTable = await until(() => list(`EchoDbTables = '${schema}.findable'`), (ids) => ids.some((id) => id.startsWith('echodb-verify')));
+    expect(ofTable.filter((id) => id.startsWith('echodb-verify'))).toEqual([
+      expect.stringMatching(new RegExp(`^echodb-verify-tables:${mirror}:\\d+:${schema}\\.findable$`)),
     ]);
-    expect(ofTable.filter((id) => !id.startsWith('echodb-verify:')).every((id) => id === `echodb-mirror:${mirror}`)).toBe(true);
+    expect(ofTable.filter((id) => !id.startsWith('echodb-verify')).every((id) => id === `echodb-mirror:${mirror}`)).toBe(true);
   });
 
   it('leaves out a table whose name PeerDB cannot take (a dot), and mirrors the rest', async () => {

@@ -10,7 +10,7 @@ import { startEchoStack, type EchoStack } from './support/echo-stack.js';
 
 describe('echodb replay', () => {
   let stack: EchoStack;
-  /** A real verify workflow, run by the worker for a mirrored table. */
+  /** A real verify workflow (the batch that verified a mirrored table), run by the worker. */
   let workflowId: string;
   let dir: string;
 

@@ -43,6 +43,12 @@ async function fillHistory(db: pg.Client): Promise<void> {
        VALUES ($1, $2, 'add_tables', 'succeeded', $3, $4)`,
       [crypto.randomUUID(), mirror, `op:${mirror}:${days}`, at(days)],
     );
+  const diff = (table: string, days: number) =>
+    db.query(
+      `INSERT INTO echodb.row_diffs (workflow_id, run_id, mirror, schema_name, table_name, destination, status, report, diffed_at)
+       VALUES ($1, $2, 'echodb_public', 'public', $3, $3, 'match', '{}', $4)`,
+      [`diff:${table}:${days}`, crypto.randomUUID(), table, at(days)],
+    );
   const event = (status: string, days: number) =>
     db.query(
       `INSERT INTO echodb.ddl_events (operation, schema_name, table_name, relation_oid, command_tag, status, created_at)
@@ -56,6 +62,8 @@ async function fillHistory(db: pg.Client): Promise<void> {
   );
   for (const days of [40, 35, 31, 1]) await verification('busy', days);
   for (const days of [40, 35, 31]) await verification('quiet', days);
+  for (const days of [40, 35, 1]) await diff('busy', days);
+  await diff('quiet', 40);
   for (const days of [40, 31, 2]) await operation('echodb_busy', days);
   for (const days of [40, 31]) await operation('echodb_quiet', days);
   for (const [status, days] of [['dispatched', 40], ['skipped', 40], ['pending', 40], ['pending', 1], ['dispatched', 1]] as const) {
@@ -69,6 +77,7 @@ async function remaining(db: pg.Client) {
     verifications: await names('SELECT workflow_id AS name FROM echodb.verifications ORDER BY id'),
     operations: await names('SELECT workflow_id AS name FROM echodb.mirror_operations ORDER BY id'),
     events: await names('SELECT table_name AS name FROM echodb.ddl_events ORDER BY id'),
+    diffs: await names('SELECT workflow_id AS name FROM echodb.row_diffs ORDER BY id'),
   };
 }
 
@@ -76,6 +85,7 @@ const kept = {
   verifications: ['verify:busy:1', 'verify:quiet:31'],
   operations: ['op:echodb_busy:2', 'op:echodb_quiet:31'],
   events: ['pending_40', 'pending_1', 'dispatched_1'],
+  diffs: ['diff:busy:1', 'diff:quiet:40'],
 };
 
 const byTable = (report: CleanupReport) => Object.fromEntries(report.tables.map(({ table, ...rest }) => [table, rest]));
@@ -111,6 +121,7 @@ describe('retention', () => {
       { table: 'ddl_events', deleted: 2, batches: 1, largestBatch: 2 },
       { table: 'mirror_operations', deleted: 3, batches: 2, largestBatch: 2 },
       { table: 'verifications', deleted: 5, batches: 3, largestBatch: 2 },
+      { table: 'row_diffs', deleted: 2, batches: 1, largestBatch: 2 },
     ]);
     expect(Date.now() - Date.parse(report.cutoff)).toBeGreaterThanOrEqual(30 * DAY);
     // What the API and `echodb status` show is what they showed before.
@@ -118,7 +129,7 @@ describe('retention', () => {
     expect(await mirrorsOverview(query)).toEqual(mirrorsBefore);
 
     const again = await deleteOldRows(query, { olderThanDays: 30, batchSize: 2 });
-    expect(again.tables.map(({ deleted }) => deleted)).toEqual([0, 0, 0]);
+    expect(again.tables.map(({ deleted }) => deleted)).toEqual([0, 0, 0, 0]);
   });
 
   it('deletes a long history in statements of at most the batch size, and counts without deleting in a dry run', async () => {
@@ -187,17 +198,18 @@ describe('retention', () => {
     expect(dryRun.stdout).toMatch(/^ {2}echodb\.ddl_events {9}would delete 2$/m);
     expect(dryRun.stdout).toMatch(/^ {2}echodb\.mirror_operations {2}would delete 3$/m);
     expect(dryRun.stdout).toMatch(/^ {2}echodb\.verifications {6}would delete 5$/m);
+    expect(dryRun.stdout).toMatch(/^ {2}echodb\.row_diffs +would delete 2$/m);
     expect((await remaining(db)).verifications).toHaveLength(7);
 
     const deleted = await runCli(['cleanup', '--older-than', '30', '--batch-size', '2'], env);
     expect(deleted).toMatchObject({ code: 0, stderr: '' });
     expect(deleted.stdout).toMatch(/^ {2}echodb\.verifications {6}deleted 5 in 3 batch\(es\), the longest \d+ ms$/m);
-    expect(deleted.stdout).toContain("kept whatever their age: pending events, each table's latest verification, each mirror's latest operation");
+    expect(deleted.stdout).toContain("kept whatever their age: pending events, each table's latest verification and row diff, each mirror's latest operation");
     expect(await remaining(db)).toEqual(kept);
 
     const json = await runCli(['cleanup', '--json'], env);
     expect(json.code).toBe(0);
-    expect(JSON.parse(json.stdout)).toMatchObject({ olderThanDays: 7, batchSize: 1000, dryRun: false, tables: [{ table: 'ddl_events', deleted: 0 }, {}, {}] });
+    expect(JSON.parse(json.stdout)).toMatchObject({ olderThanDays: 7, batchSize: 1000, dryRun: false, tables: [{ table: 'ddl_events', deleted: 0 }, {}, {}, {}] });
   });
 
   it('`echodb cleanup` on a database without EchoDB fails with exit 1 and says so', async () => {
@@ -223,7 +235,7 @@ describe('migration 006', () => {
          VALUES ('create', 'public', 'lost', 1, 'CREATE TABLE', 'failed')`,
       );
 
-      expect((await installCapture(db)).map((m) => m.name)).toEqual(['retention']);
+      expect((await installCapture(db, readMigrations().filter((m) => m.version <= 6))).map((m) => m.name)).toEqual(['retention']);
 
       expect((await db.query('SELECT table_name, status FROM echodb.ddl_events')).rows).toEqual([{ table_name: 'lost', status: 'pending' }]);
       await expect(db.query("UPDATE echodb.ddl_events SET status = 'failed'")).rejects.toThrow(/ddl_events_status_check/);
@@ -294,6 +306,7 @@ describe('the cleanup schedule', () => {
         'ddl_events 2 in 1',
         'mirror_operations 3 in 2',
         'verifications 5 in 3',
+        'row_diffs 2 in 1',
       ]);
       expect(await remaining(db)).toEqual(kept);
       // The activity heartbeats (after each batch): it was scheduled with a heartbeat timeout.

@@ -59,7 +59,7 @@ async function pageText(page: Page, url: string, expected: (string | RegExp)[]):
 }
 
 describe('the Temporal UI', () => {
-  it("lists the demo's mirror workflow, and finds it by EchoDB's search attribute", async () => {
+  it("lists the demo's mirror workflow, and finds it and each table's verification by EchoDB's search attributes", async () => {
     if (!fs.existsSync(CHROMIUM)) {
       throw new Error(
         `no chromium at ${CHROMIUM}: this test drives a real browser. Install it with ` +
@@ -93,7 +93,8 @@ describe('the Temporal UI', () => {
       const query = (text: string) => `${ui}?query=${encodeURIComponent(text)}`;
 
       const mirrorWorkflow = 'echodb-mirror:echodb_public';
-      const verifyWorkflows = [/echodb-verify:echodb_public:\S+:public\.orders/, /echodb-verify:echodb_public:\S+:public\.items/];
+      // Each edit's tables are verified together by one batch workflow, named after its first table.
+      const verifyWorkflows = [/echodb-verify-tables:echodb_public:\S+:public\.orders/, /echodb-verify-tables:echodb_public:\S+:public\.items/];
       expect(await pageText(page, ui, [mirrorWorkflow])).toContain(mirrorWorkflow);
 
       // The mirror's whole story under one search: its own workflow and the verification of each table.
@@ -101,6 +102,10 @@ describe('the Temporal UI', () => {
       expect(found).toContain(mirrorWorkflow);
       await page.screenshot({ path: SCREENSHOT });
       expect(fs.statSync(SCREENSHOT).size).toBeGreaterThan(10_000);
+
+      // What verified one table, and when: the batch that listed it in EchoDbTables (and the mirror's edit).
+      const items = await pageText(page, query('EchoDbTables="public.items"'), [verifyWorkflows[1]!]);
+      expect(items).not.toMatch(verifyWorkflows[0]!);
 
       const other = await pageText(page, query('EchoDbMirror="echodb_elsewhere"'), ['No Workflows Found']);
       expect(other).not.toContain(mirrorWorkflow);

@@ -71,6 +71,18 @@ describe('the verify-all schedule', () => {
     await expect(client.schedule.getHandle(scheduleId).describe()).rejects.toThrow(ScheduleNotFoundError);
   });
 
+  it('starts verify-all with VERIFY_MODE=checksum as its argument, and is updated when the mode changes', async () => {
+    const { env, scheduleId } = deployment();
+    const config = (mode: string) => loadConfig({ envFile: false, env: { ...env, VERIFY_MODE: mode } });
+    expect(await ensureVerifyAllSchedule(client, config('count'))).toBe('created');
+    expect((await client.schedule.getHandle(scheduleId).describe()).action).toMatchObject({ args: [] });
+    expect(await ensureVerifyAllSchedule(client, config('checksum'))).toBe('updated');
+    expect((await client.schedule.getHandle(scheduleId).describe()).action).toMatchObject({ args: [{ mode: 'checksum' }] });
+    expect(await ensureVerifyAllSchedule(client, config('checksum'))).toBe('unchanged');
+    expect(await ensureVerifyAllSchedule(client, config('count'))).toBe('updated');
+    expect(await deleteVerifyAllSchedule(client, config('count'))).toBe('deleted');
+  });
+
   it('is created once when replicas ensure it at the same time, and deleting a missing one is fine', async () => {
     const { env } = deployment();
     const config = loadConfig({ envFile: false, env });

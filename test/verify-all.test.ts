@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startVerifyAll } from '../api/verification.js';
-import { verifyAllWorkflowId, verifyWorkflowId } from '../lib/workflow-safe/workflow-ids.js';
+import { verifyAllWorkflowId, verifyTablesWorkflowId, verifyWorkflowId } from '../lib/workflow-safe/workflow-ids.js';
 import type { VerifyAllReport } from '../workflows/model.js';
 import { startEchoStack, type EchoStack, type VerificationRow } from './support/echo-stack.js';
 import { recordingHistories, saveHistory } from './support/histories.js';
@@ -39,8 +39,8 @@ describe('verify-all', () => {
   }
 
   beforeAll(async () => {
-    // One verification at a time, so that the history shows the bound.
-    stack = await startEchoStack({ VERIFY_CONCURRENCY: '1' });
+    // One table a batch and one batch at a time, so that the history shows the bound.
+    stack = await startEchoStack({ VERIFY_CONCURRENCY: '1', VERIFY_BATCH_SIZE: '1' });
     mirror = `echodb_${stack.schema}`;
     const { sql, schema } = stack;
     await sql.query(`CREATE TABLE ${schema}.steady (id int PRIMARY KEY)`);
@@ -60,7 +60,7 @@ describe('verify-all', () => {
     await stack?.close();
   });
 
-  it('reconciles, then verifies every mirrored table, VERIFY_CONCURRENCY at a time, and reports matches and mismatches', async () => {
+  it('reconciles, then verifies every mirrored table in batches, VERIFY_CONCURRENCY at a time, and reports matches and mismatches', async () => {
     const { report, runId } = await verifyAll();
     const workflowId = verifyAllWorkflowId(stack.config.temporal.taskQueue);
     if (recordingHistories) await saveHistory(stack.temporal, workflowId, 'verify-all-mismatch');
@@ -72,11 +72,12 @@ describe('verify-all', () => {
       mismatched: 1,
       errors: 0,
     });
-    const childId = (table: string) =>
-      verifyWorkflowId(mirror, { schema: stack.schema, table }, `verify-all:${runId}`);
+    // A matching table is recorded by its batch; a mismatching one by a verify workflow of its own, after retries.
+    const ownId = (table: string) => verifyWorkflowId(mirror, { schema: stack.schema, table }, `verify-all:${runId}`);
+    const batchId = (table: string) => verifyTablesWorkflowId(mirror, { schema: stack.schema, table }, `verify-all:${runId}`);
     expect(report.results).toEqual([
       expect.objectContaining({
-        workflowId: childId('drifting'),
+        workflowId: ownId('drifting'),
         table: 'drifting',
         status: 'mismatch',
         postgresCount: 8,
@@ -84,16 +85,17 @@ describe('verify-all', () => {
         difference: 3,
         attempts: 3,
       }),
-      expect.objectContaining({ workflowId: childId('steady'), table: 'steady', status: 'match', postgresCount: 10, clickhouseCount: 10 }),
+      expect.objectContaining({ workflowId: batchId('steady'), table: 'steady', status: 'match', postgresCount: 10, clickhouseCount: 10 }),
     ]);
     const { rows } = await stack.sql.query<VerificationRow>(
       'SELECT * FROM echodb.verifications WHERE workflow_id = ANY($1) ORDER BY table_name',
-      [[childId('drifting'), childId('steady')]],
+      [[ownId('drifting'), batchId('steady')]],
     );
     expect(rows).toEqual([
       expect.objectContaining({ table_name: 'drifting', status: 'mismatch', postgres_count: '8', clickhouse_count: '5' }),
       expect.objectContaining({ table_name: 'steady', status: 'match', postgres_count: '10', clickhouse_count: '10' }),
     ]);
+    // Reconcile, then the two batches one after the other.
     expect(await childrenInFlight(stack, workflowId, runId)).toEqual({ started: 3, mostAtOnce: 1 });
   });
 

@@ -34,6 +34,7 @@ export async function createEchoWorker(config: Config, { breakers, temporal }: E
   if (problem) throw new Error(`the worker cannot start: ${problem}`);
   const postgres = createPostgresPool(config.postgres, 'echodb-worker');
   const clickhouse = createClickHouseClient(config.clickhouse);
+  const scanClickhouse = createClickHouseClient(config.clickhouse, config.diff.queryTimeoutMs);
   const peerdb = PeerDbClient.fromConfig(config.peerdb, breakers.peerdb);
   const connection = await NativeConnection.connect({ address: config.temporal.address });
   const worker = await Worker.create({
@@ -41,7 +42,7 @@ export async function createEchoWorker(config: Config, { breakers, temporal }: E
     namespace: config.temporal.namespace,
     taskQueue: config.temporal.taskQueue,
     ...(await workflowCode()),
-    activities: createActivities({ config, postgres, postgresBreaker: breakers.postgres, clickhouse, peerdb, temporal }),
+    activities: createActivities({ config, postgres, postgresBreaker: breakers.postgres, clickhouse, scanClickhouse, peerdb, temporal }),
     shutdownGraceTime: '30 seconds',
   });
   return {
@@ -50,7 +51,7 @@ export async function createEchoWorker(config: Config, { breakers, temporal }: E
       try {
         await worker.run();
       } finally {
-        await Promise.allSettled([connection.close(), postgres.end(), clickhouse.close()]);
+        await Promise.allSettled([connection.close(), postgres.end(), clickhouse.close(), scanClickhouse.close()]);
       }
     },
     shutdown: () => worker.shutdown(),

@@ -12,9 +12,20 @@ import type { TableEvent, TrackedTable } from './model.js';
 export const workflowTypes = {
   mirror: 'mirrorWorkflow',
   verifyTable: 'verifyTableWorkflow',
+  verifyTables: 'verifyTablesWorkflow',
   verifyAll: 'verifyAllWorkflow',
   reconcile: 'reconcileWorkflow',
   cleanup: 'cleanupWorkflow',
+  diffTable: 'diffTableWorkflow',
+} as const;
+
+/**
+ * The markers of patched() (README "Changing workflow code"): histories recorded before a change take its old branch.
+ * - verifyInBatches: the mirror workflow and verify-all verify tables in batches (verifyTablesWorkflow), not one
+ *   verify workflow per table.
+ */
+export const patches = {
+  verifyInBatches: 'verify-in-batches',
 } as const;
 
 /** Events for this mirror, in outbox order: one signal per mirror per listener batch. */

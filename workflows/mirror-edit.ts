@@ -1,13 +1,15 @@
-import { ParentClosePolicy, log, proxyActivities, sleep, startChild, workflowInfo } from '@temporalio/workflow';
+import { ParentClosePolicy, log, patched, proxyActivities, sleep, startChild, workflowInfo } from '@temporalio/workflow';
 import { WorkflowExecutionAlreadyStartedError } from '@temporalio/common';
 import type { Activities } from '../activities/index.js';
 import { MirrorFailed, MirrorNotFound, MirrorWedged, PeerDbInvalidRequest } from '../lib/workflow-safe/peerdb-errors.js';
 import { eventIdAttribute, tableSearchAttributes } from '../lib/workflow-safe/search-attributes.js';
 import { parseSourceTableIdentifier, verifyWorkflowId } from '../lib/workflow-safe/workflow-ids.js';
-import { NON_RETRYABLE } from './definitions.js';
+import { DEFAULT_VERIFY_BATCH_SIZE, verifyBatches } from '../lib/workflow-safe/batches.js';
+import { NON_RETRYABLE, patches } from './definitions.js';
 import { failureText, isFailureOfType } from './failures.js';
 import type { MirrorState } from './mirror-state.js';
 import type { DestinationCollision, LeftOut, MirrorOperation, MirrorSettings, MirrorTable, RetrySettings, TrackedTable } from './model.js';
+import { verifyTablesChild, verifyTablesWorkflow } from './verify-tables-workflow.js';
 import { verifyTableWorkflow } from './verify-workflow.js';
 
 const {
@@ -23,7 +25,7 @@ const {
   retry: { initialInterval: '1 second', maximumInterval: '1 minute', nonRetryableErrorTypes: NON_RETRYABLE },
 });
 
-/** How many verify workflows one workflow task starts: bounded, so that one task's commands stay small. */
+/** How many verify workflows (or batches) one workflow task starts: bounded, so that one task's commands stay small. */
 const VERIFY_STARTS_PER_TASK = 100;
 /** How many times one edit tries to put tables into the mirror when PeerDB refuses a table that vanished. */
 const RECHECK_ATTEMPTS = 3;
@@ -357,11 +359,42 @@ async function withoutDeparted(edit: Edit, collisions: DestinationCollision[]): 
   return collisions.filter((collision) => !departed.includes(collision));
 }
 
-/** Starts a verify workflow for each table a mirror just snapshotted, VERIFY_STARTS_PER_TASK per workflow task. */
+/** The event that names a table's verification: its own latest, or the edit's latest for a table it rebuilt. */
+const eventIdOf = (edit: Edit, table: TrackedTable): string => edit.eventIdOf.get(table.source) ?? edit.eventIds[edit.eventIds.length - 1]!;
+
+/**
+ * Starts the verification of the tables a mirror just snapshotted: in batches of VERIFY_BATCH_SIZE, each a
+ * verifyTablesWorkflow that waits VERIFY_DELAY, counts its tables together and gives those that do not match a verify
+ * workflow of their own; VERIFY_STARTS_PER_TASK batches per workflow task. Histories from before batches (patch
+ * verify-in-batches) started one verify workflow per table.
+ */
 async function verifyAdded(edit: Edit, added: TrackedTable[]): Promise<void> {
+  if (!patched(patches.verifyInBatches)) return verifyEachAdded(edit, added);
+  const { state, settings } = edit.run;
+  const items = added.map((t) => ({
+    mirror: state.mirror,
+    table: { schema: t.schema, table: t.table, source: t.source, destination: t.destination },
+    eventId: eventIdOf(edit, t),
+  }));
+  const startBatch = async (tables: typeof items): Promise<void> => {
+    try {
+      const input = { tables, settings: settings.verify, retry: settings.retry };
+      await startChild(verifyTablesWorkflow, verifyTablesChild(input, edit.eventIds[edit.eventIds.length - 1]));
+    } catch (error) {
+      if (!(error instanceof WorkflowExecutionAlreadyStartedError)) throw error;
+    }
+  };
+  const batches = verifyBatches(items, settings.verify.batchSize ?? DEFAULT_VERIFY_BATCH_SIZE);
+  for (let i = 0; i < batches.length; i += VERIFY_STARTS_PER_TASK) {
+    await Promise.all(batches.slice(i, i + VERIFY_STARTS_PER_TASK).map(startBatch));
+  }
+}
+
+/** Starts a verify workflow for each table a mirror just snapshotted, VERIFY_STARTS_PER_TASK per workflow task. */
+async function verifyEachAdded(edit: Edit, added: TrackedTable[]): Promise<void> {
   const { state, settings } = edit.run;
   const startVerify = async (table: TrackedTable): Promise<void> => {
-    const eventId = edit.eventIdOf.get(table.source) ?? edit.eventIds[edit.eventIds.length - 1]!;
+    const eventId = eventIdOf(edit, table);
     try {
       await startChild(verifyTableWorkflow, {
         workflowId: verifyWorkflowId(state.mirror, table, eventId),

@@ -10,7 +10,7 @@ import {
   workflowInfo,
 } from '@temporalio/workflow';
 import type { Activities } from '../activities/index.js';
-import { eventIdAttribute, searchAttributes } from '../lib/workflow-safe/search-attributes.js';
+import { eventIdAttribute, fittingKeywords, searchAttributes, tableKeyword } from '../lib/workflow-safe/search-attributes.js';
 import { NON_RETRYABLE, mirrorStateQuery, tableEventsSignal } from './definitions.js';
 import { addTables, peerDbActivities, removeTables, type Edit, type MirrorRun } from './mirror-edit.js';
 import { MirrorState } from './mirror-state.js';
@@ -84,7 +84,8 @@ async function applyEvents(run: MirrorRun, events: TableEvent[]): Promise<void> 
   if (plan.remove.length > 0) await removeTables(edit, plan.remove);
   if (plan.add.length > 0) await addTables(edit, plan.add);
 
-  const touched = [...plan.add, ...plan.remove].slice(0, 50).map((t) => `${t.schema}.${t.table}`);
+  // At most 50, and within Temporal's 2 KB for the value: long names would otherwise fail every workflow task.
+  const touched = fittingKeywords([...plan.add, ...plan.remove].slice(0, 50).map(tableKeyword));
   upsertSearchAttributes([
     ...(events[0] ? [{ key: searchAttributes.schema, value: events[0].schema }] : []),
     ...(touched.length > 0 ? [{ key: searchAttributes.tables, value: touched }] : []),

@@ -1,5 +1,6 @@
 // The vocabulary shared by the workflows, their activities and the code that starts them. Types only: workflow
 // code may import nothing else from outside the workflow sandbox.
+import type { DiffResult } from './diff-model.js';
 
 export interface TableRef {
   schema: string;
@@ -79,6 +80,8 @@ export interface VerifySettings {
   delayMs: number;
   attempts: number;
   intervalMs: number;
+  /** VERIFY_BATCH_SIZE; absent from the settings of workflows that read them before it existed. */
+  batchSize?: number;
 }
 
 /** What the source catalog says about a table right now. */
@@ -126,12 +129,34 @@ export interface VerifyTableInput {
   /** Given by the mirror workflow; a verify started on its own reads them from the worker's configuration. */
   settings?: VerifySettings;
   retry?: RetrySettings;
+  /**
+   * Counts already made by the batch that started it (verifyTablesWorkflow, which found a mismatch): they count
+   * towards VERIFY_ATTEMPTS and the attempts recorded. None when absent.
+   */
+  attemptsDone?: number;
+}
+
+/** One table of a batch verified together: its mirror, and the event that names its own verify workflow if it needs one. */
+export interface VerifyItem {
+  mirror: string;
+  table: MirrorTable;
+  eventId: string;
+}
+
+export interface VerifyTablesInput {
+  tables: VerifyItem[];
+  /** delayMs is waited before the batched count; attempts and intervalMs go to a mismatching table's verify workflow. */
+  settings: VerifySettings;
+  retry: RetrySettings;
 }
 
 export interface RowCounts {
   postgres: number;
   clickhouse: number;
 }
+
+/** One table's counts from a batched count, or why this table could not be counted (the others still were). */
+export type TableCount = { counts: RowCounts } | { error: string };
 
 export interface VerificationResult {
   workflowId: string;
@@ -177,11 +202,25 @@ export interface ReconcileReport {
 }
 
 /** What one verify-all run found: reconcile's report (null when it could not run) and every table's result. */
+/** VERIFY_MODE: what verify-all proves, counts (batched) or a row diff of each table. */
+export type VerifyMode = 'count' | 'checksum';
+
+/** verify-all's argument, given by whoever starts it (the schedule, the API, the CLI) from its configuration. */
+export interface VerifyAllInput {
+  mode?: VerifyMode;
+}
+
 export interface VerifyAllReport {
   reconcile: ReconcileReport | null;
   tables: number;
+  /** With checksum: a table that diffs as match or lagging, or whose counts match (no primary key). */
   matched: number;
   mismatched: number;
   errors: number;
+  /** The counts (VERIFY_MODE=count); empty under checksum. */
   results: VerificationResult[];
+  /** Absent in reports from before VERIFY_MODE: count. */
+  mode?: VerifyMode;
+  /** Each table's row diff (VERIFY_MODE=checksum). */
+  diffs?: DiffResult[];
 }

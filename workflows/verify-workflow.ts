@@ -2,7 +2,8 @@ import { proxyActivities, sleep, upsertSearchAttributes, workflowInfo } from '@t
 import type { Activities } from '../activities/index.js';
 import { tableSearchAttributes } from '../lib/workflow-safe/search-attributes.js';
 import { failureText } from './failures.js';
-import type { VerificationResult, VerifyTableInput } from './model.js';
+import type { RowCounts, VerificationResult, VerifyTableInput } from './model.js';
+import { verificationResult } from './verification-result.js';
 
 const { mirrorSettings, recordVerification } = proxyActivities<Activities>({
   startToCloseTimeout: '1 minute',
@@ -11,11 +12,12 @@ const { mirrorSettings, recordVerification } = proxyActivities<Activities>({
 
 /**
  * Verifies one mirrored table: waits, compares PostgreSQL's count(*) with ClickHouse's live count, retries a
- * mismatch on timers, stores the result in echodb.verifications and returns it.
+ * mismatch on timers, stores the result in echodb.verifications and returns it. Started on demand (/verify), and by a
+ * batch (verifyTablesWorkflow) for each table that did not match there.
  */
 export async function verifyTableWorkflow(input: VerifyTableInput): Promise<VerificationResult> {
   const { table } = input;
-  // Already set when the mirror workflow started it; a verify started on its own needs them too.
+  // Already set when a workflow started it; a verify started on its own needs them too.
   upsertSearchAttributes(tableSearchAttributes(input.mirror, table));
   const { verify: settings, retry } = input.settings && input.retry
     ? { verify: input.settings, retry: input.retry }
@@ -28,8 +30,9 @@ export async function verifyTableWorkflow(input: VerifyTableInput): Promise<Veri
   // sleep(0) would still cost a timer round trip (about a second on a dev server).
   if (settings.delayMs > 0) await sleep(settings.delayMs);
 
-  let attempts = 0;
-  let counts: { postgres: number; clickhouse: number } | undefined;
+  // A batch that found a mismatch made the first count (verifyTablesWorkflow).
+  let attempts = input.attemptsDone ?? 0;
+  let counts: RowCounts | undefined;
   let error: string | undefined;
   while (attempts < settings.attempts) {
     attempts++;
@@ -44,21 +47,7 @@ export async function verifyTableWorkflow(input: VerifyTableInput): Promise<Veri
     await sleep(settings.intervalMs);
   }
 
-  const result: VerificationResult = {
-    workflowId: workflowInfo().workflowId,
-    mirror: input.mirror,
-    schema: table.schema,
-    table: table.table,
-    destination: table.destination,
-    status: counts === undefined ? 'error' : counts.postgres === counts.clickhouse ? 'match' : 'mismatch',
-    postgresCount: counts?.postgres ?? null,
-    clickhouseCount: counts?.clickhouse ?? null,
-    match: counts !== undefined && counts.postgres === counts.clickhouse,
-    difference: counts === undefined ? null : counts.postgres - counts.clickhouse,
-    attempts,
-    ...(error !== undefined && { error }),
-    timestamp: new Date(Date.now()).toISOString(),
-  };
+  const result = verificationResult(workflowInfo().workflowId, input, counts, attempts, error);
   await recordVerification(result);
   return result;
 }

@@ -55,6 +55,20 @@ export function verifyWorkflowId(mirror: string, table: TableName, eventId: stri
   return `echodb-verify:${mirror}:${eventId}:${qualifiedName(table)}`;
 }
 
+/**
+ * A batch of tables verified together (verifyTablesWorkflow), named after its first table as verifyWorkflowId names
+ * one: that table's mirror, its event (the outbox event that added it, or `verify-all:<run id>`) and its name. Its
+ * EchoDbTables search attribute lists every table of the batch.
+ */
+export function verifyTablesWorkflowId(mirror: string, table: TableName, eventId: string): string {
+  return `echodb-verify-tables:${mirror}:${eventId}:${qualifiedName(table)}`;
+}
+
+/** A row diff of one table (diffTableWorkflow), for the event that asked for it (`on-demand`, or a verify-all run). */
+export function diffWorkflowId(mirror: string, table: TableName, eventId: string): string {
+  return `echodb-diff:${mirror}:${eventId}:${qualifiedName(table)}`;
+}
+
 /** On-demand verify-all: one at a time per deployment; a second request while one runs joins it. */
 export function verifyAllWorkflowId(taskQueue: string): string {
   return `echodb-verify-all:${taskQueue}`;

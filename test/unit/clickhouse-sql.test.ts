@@ -32,6 +32,7 @@ describe('the statements test/clickhouse-current.test.ts runs on ClickHouse 18.1
   const QUOTING = ['qualifiedTable', 'quoteIdentifier', 'quoteString'];
   const RUN_ABOVE = [
     'countLiveRows',
+    'countLiveRowsOfEach',
     'createDatabase',
     'databaseExists',
     'dropTable',

@@ -9,12 +9,14 @@ import { HISTORIES_DIR } from '../support/histories.js';
 const fixtures = fs.readdirSync(HISTORIES_DIR).filter((file) => file.endsWith('.json')).sort();
 
 describe('replaying recorded histories against the current workflow code', () => {
-  it('has histories of the mirror, verify, reconcile, verify-all and cleanup workflows to replay', () => {
+  it('has histories of the mirror, verify, batch verify, reconcile, verify-all, cleanup and diff workflows to replay', () => {
     expect(fixtures.some((file) => file.startsWith('mirror-'))).toBe(true);
-    expect(fixtures.some((file) => file.startsWith('verify-') && !file.startsWith('verify-all-'))).toBe(true);
+    expect(fixtures.some((file) => file.startsWith('verify-') && !/^verify-(all|tables)-/.test(file))).toBe(true);
+    expect(fixtures.some((file) => file.startsWith('verify-tables-'))).toBe(true);
     expect(fixtures.some((file) => file.startsWith('reconcile-'))).toBe(true);
     expect(fixtures.some((file) => file.startsWith('verify-all-'))).toBe(true);
     expect(fixtures.some((file) => file.startsWith('cleanup-'))).toBe(true);
+    expect(fixtures.some((file) => file.startsWith('diff-'))).toBe(true);
   });
 
   it('replays every one without a nondeterminism error', async () => {

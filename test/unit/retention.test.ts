@@ -48,6 +48,8 @@ describe('retention settings', () => {
       mirror_operations: 'created_at: EXISTS (SELECT 1 FROM echodb.mirror_operations n WHERE n.mirror = t.mirror AND n.id > t.id)',
       verifications:
         'verified_at: EXISTS (SELECT 1 FROM echodb.verifications n WHERE n.schema_name = t.schema_name AND n.table_name = t.table_name AND n.id > t.id)',
+      row_diffs:
+        'diffed_at: EXISTS (SELECT 1 FROM echodb.row_diffs n WHERE n.schema_name = t.schema_name AND n.table_name = t.table_name AND n.id > t.id)',
     });
   });
 });
@@ -62,6 +64,7 @@ describe('deleteOldRows', () => {
       ['ddl_events', 0, 0, 0],
       ['mirror_operations', 5, 1, 5],
       ['verifications', 250, 3, 100],
+      ['row_diffs', 0, 0, 0],
     ]);
     const deletes = statements.filter(({ text }) => text.includes('DELETE'));
     expect(deletes.map(({ values }) => values[3])).toEqual([100, 100, 100, 100]);
@@ -73,7 +76,7 @@ describe('deleteOldRows', () => {
     const counted = ((text: string, values: unknown[]) =>
       text.startsWith('SELECT count(*)') ? Promise.resolve({ rows: [{ n: '42' }] }) : query(text, values)) as SourceQuery;
     const report = await deleteOldRows(counted, { olderThanDays: 7, batchSize: 100, dryRun: true });
-    expect(report.tables.map(({ deleted, batches }) => [deleted, batches])).toEqual([[42, 0], [42, 0], [42, 0]]);
+    expect(report.tables.map(({ deleted, batches }) => [deleted, batches])).toEqual([[42, 0], [42, 0], [42, 0], [42, 0]]);
     expect(statements.some(({ text }) => text.includes('DELETE'))).toBe(false);
   });
 

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { MirrorFailed, MirrorStalled, PeerDbInvalidRequest } from '../../lib/workflow-safe/peerdb-errors.js';
+import { searchAttributes } from '../../lib/workflow-safe/search-attributes.js';
 import { mirrorWorkflowId } from '../../lib/workflow-safe/workflow-ids.js';
 import type { DestinationCollision, MirrorTable } from '../../workflows/model.js';
 import { until } from '../support/until.js';
@@ -22,6 +23,54 @@ describe('the mirror workflow, with stubbed activities', () => {
     expect(world.operationLines()).toEqual(['create succeeded app.orders']);
     expect(world.callsOf('ensurePeers')).toHaveLength(1);
     expect(world.verifications[0]).toMatchObject({ mirror, table: 'orders', status: 'match' });
+  });
+
+  it('verifies the tables of one edit in batches of VERIFY_BATCH_SIZE, each batch counted with one call', async () => {
+    const world = new StubWorld();
+    world.settings.verify = { ...world.settings.verify, batchSize: 2 };
+    const mirror = uniqueMirror('batches');
+    const added = ['a', 'b', 'c', 'd', 'e'].map((name) => table(name));
+    world.create(...added);
+    await world.run(async (client) => {
+      await world.send(client, mirror, added.map((t) => world.event(t)));
+      await world.untilVerifications(5);
+      // One batch workflow per two tables, found by the mirror, each listing its tables in EchoDbTables.
+      const listed = async () => {
+        const found: string[] = [];
+        const query = `EchoDbMirror = '${mirror}' AND WorkflowType = 'verifyTablesWorkflow'`;
+        for await (const info of client.workflow.list({ query })) found.push(String(info.searchAttributes.EchoDbTables));
+        return found.sort();
+      };
+      expect(await until(listed, (found) => found.length === 3)).toEqual(['app.a,app.b', 'app.c,app.d', 'app.e']);
+    });
+    const counted = world.callsOf('countTables').map(([batch]) => (batch as MirrorTable[]).map((t) => t.table).join(','));
+    expect(counted.sort()).toEqual(['a,b', 'c,d', 'e']);
+    expect(world.callsOf('countRows')).toEqual([]);
+    expect(world.callsOf('recordVerifications')).toHaveLength(3);
+    expect(world.verifications.map((v) => v.table).sort()).toEqual(['a', 'b', 'c', 'd', 'e']);
+  });
+
+  it('verifies tables whose names are PostgreSQL\'s longest, cutting batches to fit Temporal\'s 2 KB search attribute', async () => {
+    const world = new StubWorld();
+    const mirror = uniqueMirror('long_names');
+    // 63-byte names, each character 2 bytes in JSON: EchoDbTables of 100 of them would take about 25 KB.
+    const schema = '"'.repeat(63);
+    const added = Array.from({ length: 40 }, (_, i) => table(`${'\\'.repeat(60)}${String(i).padStart(3, '0')}`, schema));
+    world.create(...added);
+    await world.run(async (client) => {
+      await world.send(client, mirror, added.map((t) => world.event(t)));
+      await world.untilVerifications(added.length);
+      // The mirror's own EchoDbTables (the edit's tables) is cut to fit too: Temporal refuses the whole workflow task
+      // of an upsert past 2 KB, again and again.
+      const handle = client.workflow.getHandle(mirrorWorkflowId(mirror));
+      const listed = await until(async () => (await handle.describe()).typedSearchAttributes.get(searchAttributes.tables), (value) => value !== undefined);
+      expect(listed).toEqual(added.slice(0, listed!.length).map((t) => `${t.schema}.${t.table}`));
+      const history = await handle.fetchHistory();
+      expect((history.events ?? []).filter((e) => e.workflowTaskFailedEventAttributes)).toEqual([]);
+    });
+    const batches = world.callsOf('countTables').map(([batch]) => (batch as MirrorTable[]).length);
+    expect(batches.length).toBeGreaterThan(1);
+    expect(batches.reduce((sum, n) => sum + n, 0)).toBe(added.length);
   });
 
   it('applies an event delivered twice once', async () => {

@@ -7,9 +7,11 @@ import type { Activities } from '../../activities/index.js';
 import type { CreateOutcome, EditOutcome } from '../../activities/mirror-activities.js';
 import { mirrorWorkflowId, parseSourceTableIdentifier } from '../../lib/workflow-safe/workflow-ids.js';
 import { workflowCode } from '../../workers/workflow-code.js';
+import type { Difference, DifferenceKind, DiffPass } from '../../lib/row-diff/index.js';
+import type { DiffResult, DiffScan } from '../../workflows/diff-model.js';
 import { until } from '../support/until.js';
 import { mirrorStateQuery, tableEventsSignal, workflowTypes } from '../../workflows/definitions.js';
-import type { MirrorOperation, MirrorSettings, MirrorTable, TableEvent, TableFacts, TableRef, VerificationResult } from '../../workflows/model.js';
+import type { MirrorOperation, MirrorSettings, MirrorTable, TableCount, TableEvent, TableFacts, TableRef, VerificationResult } from '../../workflows/model.js';
 
 // Workers and workflows log warnings and errors only: the tests check what they record.
 Runtime.install({ logger: new DefaultLogger('ERROR') });
@@ -18,7 +20,7 @@ Runtime.install({ logger: new DefaultLogger('ERROR') });
 export const FAST_SETTINGS: MirrorSettings = {
   coalesceWindowMs: 0,
   onDrop: 'rename',
-  verify: { delayMs: 0, attempts: 1, intervalMs: 0 },
+  verify: { delayMs: 0, attempts: 1, intervalMs: 0, batchSize: 100 },
   retry: { maxRetries: 0, backoffMs: 100, backoffCoefficient: 1 },
   verifyAll: { concurrency: 2 },
   claimWaitMs: 0,
@@ -38,6 +40,7 @@ export class StubWorld {
   readonly operations: MirrorOperation[] = [];
   readonly calls: { name: keyof Activities; args: unknown[] }[] = [];
   readonly verifications: VerificationResult[] = [];
+  readonly diffs: DiffResult[] = [];
   settings: MirrorSettings = { ...FAST_SETTINGS };
   readonly override: { [K in keyof Activities]?: (...args: Parameters<Activities[K]>) => unknown } = {};
   readonly taskQueue = `workflows-${randomUUID()}`;
@@ -112,7 +115,14 @@ export class StubWorld {
       giveReplicaIdentity: () => [],
       recordMirrorOperation: (operation: MirrorOperation) => void this.operations.push(operation),
       countRows: () => ({ postgres: 1, clickhouse: 1 }),
+      countTables: (tables: MirrorTable[]): TableCount[] => tables.map(() => ({ counts: { postgres: 1, clickhouse: 1 } })),
       recordVerification: (result: VerificationResult) => void this.verifications.push(result),
+      recordVerifications: (results: VerificationResult[]) => void this.verifications.push(...results),
+      diffSettings: () => ({ diff: { settleDelayMs: 100, rechecks: 2, examples: 5 }, retry: this.settings.retry }),
+      diffScan: (): DiffScan => ({ kind: 'rows', pass: diffPass({}), excluded: [], drift: { onlyInPostgres: [], onlyInClickHouse: [] } }),
+      diffRecheck: () => diffPass({}),
+      diffExamples: (_table: MirrorTable, pass: DiffPass): Difference[] => pass.tracked.map(({ key, kind }) => ({ key: { id: key }, kind, columns: [] })),
+      recordDiff: (result: DiffResult) => void this.diffs.push(result),
     };
     // An override is looked up at each call, so that a test can change an activity while its worker runs.
     const logged = Object.entries(stubs).map(([name, stub]) => [
@@ -162,3 +172,11 @@ export class StubWorld {
 
 /** A mirror name no other test uses (workflow IDs are kept on the shared dev server). */
 export const uniqueMirror = (label: string) => `${label}_${randomUUID().slice(0, 8)}`;
+
+/** A diff pass that found these rows different (key -> kind), as diffScan and diffRecheck answer. */
+export function diffPass(rows: Record<string, DifferenceKind>): DiffPass {
+  const tracked = Object.entries(rows).map(([key, kind]) => ({ key, kind }));
+  const totals = { missing: 0, extra: 0, changed: 0 };
+  for (const { kind } of tracked) totals[kind]++;
+  return { totals, tracked, untracked: 0, ranges: tracked.length > 0 ? [{ from: '0', to: '100' }] : [], segments: 4, rowsCovered: 100 };
+}
