@@ -293,6 +293,9 @@ describe('GET /verify', () => {
     expect(unwatched.status).toBe(404);
     expect(unwatched.json<ErrorBody>().error).toMatch(/^table public.unwatched is in no mirror/);
     expect((await get('/verifications/not-a-verification')).status).toBe(404);
+    const noDiff = await get(`/diff?schema=${stack.schema}&table=no_such_table`);
+    expect(noDiff.status).toBe(404);
+    expect(noDiff.json<ErrorBody>().error).toBe(`PostgreSQL has no table ${stack.schema}.no_such_table`);
   });
 
   it('answers 400 with the reason for a missing or malformed parameter', async () => {
@@ -302,6 +305,9 @@ describe('GET /verify', () => {
       [`/verify?schema=${stack.schema}&table=${'x'.repeat(64)}`, /^table: longer than PostgreSQL's 63-byte names/],
       [`/verify?schema=${stack.schema}&table=users&wait=soon`, /^wait: "soon" is not a number of seconds/],
       [`/verify?schema=${stack.schema}&tabel=users`, /^unknown parameter tabel/],
+      [`/diff?table=users`, /^schema: required/],
+      [`/diff?schema=${stack.schema}&table=users&wait=-1`, /^wait: "-1" is not a number of seconds/],
+      [`/diff?schema=${stack.schema}&table=users&rows=10`, /^unknown parameter rows/],
       ['/events?status=lost', /^status: "lost" is not one of pending, dispatched, skipped$/],
       ['/events?limit=0', /^limit: "0" is not an integer from 1 to 1000/],
     ];
