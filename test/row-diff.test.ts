@@ -692,6 +692,27 @@ describe.each([
     },
   );
 
+  it('diffs integer keys spread over the whole bigint range (by the hash of the key, as they cannot be subtracted)', async () => {
+    const table: Table = {
+      schema,
+      name: 'wide keys',
+      columns: [{ name: 'id', pg: 'bigint', peerdb: 'Int64', double: 'Int64', notNull: true }, { name: 'v', pg: 'text', peerdb: 'String', double: 'String' }],
+      key: ['id'],
+    };
+    const s = scenario(on, clickhouseDatabase, current);
+    await s.create(table);
+    await postgres.query(
+      `INSERT INTO ${pgTable(table)} VALUES (-9223372036854775808, 'min'), (-5, 'a'), (0, 'b'), (7, 'c'), (9223372036854775807, 'max')`,
+    );
+    await s.snapshot(table);
+    expect((await s.diff(table)).totals).toEqual({ missing: 0, extra: 0, changed: 0 });
+    await postgres.query(`UPDATE ${pgTable(table)} SET v = 'MAX' WHERE id = 9223372036854775807`);
+    await postgres.query(`DELETE FROM ${pgTable(table)} WHERE id = -9223372036854775808`);
+    expect(found(await s.diff(table))).toEqual(
+      expected([{ key: '-9223372036854775808', kind: 'extra' }, { key: '9223372036854775807', kind: 'changed', columns: ['v'] }]),
+    );
+  });
+
   it('diffs a table of 120 columns', async () => {
     const columns: Column[] = Array.from({ length: 120 }, (_, i) => ({ name: `v${i}`, pg: 'int4', peerdb: 'Int32', double: 'Int32' }));
     const table: Table = { schema, name: 'wide', columns: [{ name: 'id', pg: 'bigint', peerdb: 'Int64', double: 'Int64', notNull: true }, ...columns], key: ['id'] };

@@ -135,6 +135,11 @@ function position(key: ComparedColumn[], source: PostgresColumn[], destination: 
   if (only && ['int2', 'int4', 'int8'].includes(sourceType ?? '') && /^Int(8|16|32|64)$/.test(destinationType ?? '')) {
     return { kind: 'key', postgres: pg.escapeIdentifier(only.name), clickhouse: `toInt64(${quoteIdentifier(only.name)})` };
   }
+  return keyHashPosition(key);
+}
+
+/** Positions by the hash of the key's text form: for any key, and for integer keys spread too wide to subtract. */
+export function keyHashPosition(key: ComparedColumn[]): Position {
   return {
     kind: 'key-hash',
     postgres: `('x' || substr(md5(${joinedPostgres(key)}), 1, 8))::bit(32)::bigint`,

@@ -9,7 +9,7 @@
  * wrap-around: both are the same number modulo 2^64. Both sides read live rows only: ClickHouse with FINAL and
  * `_peerdb_is_deleted = 0`.
  */
-import { joinedClickHouse, joinedPostgres, KEY_HASH_SPAN, type DiffPlan } from './catalog.js';
+import { joinedClickHouse, joinedPostgres, KEY_HASH_SPAN, keyHashPosition, type DiffPlan, type Position } from './catalog.js';
 import { quoteString } from '../clickhouse-sql.js';
 import type { DiffSides } from './sides.js';
 
@@ -69,6 +69,8 @@ export interface DiffPass {
   /** Segments compared, and source rows they hold. */
   segments: number;
   rowsCovered: number;
+  /** What the ranges are ranges of: the key, or the hash of the key (catalog.ts, Position). */
+  position: Position['kind'];
 }
 
 interface Checksum {
@@ -94,12 +96,19 @@ const MAX_RANGES_PER_STATEMENT = 200;
 const alias = (name: string) => `${name}${'_'.repeat(64)}`;
 
 /** The whole table: a first-level scan, bisection of the differing segments, and their rows compared. */
-export async function scanTable(sides: DiffSides, plan: DiffPlan, options: DiffOptions): Promise<DiffPass> {
-  const { origin, span, estimate } = await keySpace(sides, plan);
-  const wanted = BigInt(Math.min(options.maxSegments, Math.max(1, Math.ceil(estimate / options.segmentRows))));
+export async function scanTable(sides: DiffSides, keyPlan: DiffPlan, options: DiffOptions): Promise<DiffPass> {
+  let plan = keyPlan;
+  const space = await keySpace(sides, plan);
+  let { origin, span } = space;
+  // Integer keys spread over more than 2^62 (random 64-bit ids) cannot be subtracted from the lowest as bigints.
+  if (plan.position.kind === 'key' && span > MAX_KEY_SPAN) {
+    plan = { ...plan, position: keyHashPosition(plan.key) };
+    [origin, span] = [0n, KEY_HASH_SPAN];
+  }
+  const wanted = BigInt(Math.min(options.maxSegments, Math.max(1, Math.ceil(space.estimate / options.segmentRows))));
   let shift = 0n;
   while (span > wanted << shift) shift++;
-  const pass = emptyPass();
+  const pass = emptyPass(plan.position.kind);
   let level = await checksums(sides, plan, origin, shift, { slices: firstLevelSlices(plan, origin, span, shift, options.parallelism) });
   pass.segments += level.segments;
   pass.rowsCovered = Number(level.rows);
@@ -123,15 +132,28 @@ export async function scanTable(sides: DiffSides, plan: DiffPlan, options: DiffO
  * that still differs stays; one that now matches has converged. Differences beyond the remembered ones are counted
  * afresh in the same ranges.
  */
-export async function recheck(sides: DiffSides, plan: DiffPlan, previous: DiffPass, options: DiffOptions): Promise<DiffPass> {
-  const pass = emptyPass();
+export async function recheck(sides: DiffSides, keyPlan: DiffPlan, previous: DiffPass, options: DiffOptions): Promise<DiffPass> {
+  // A pass recorded before passes named their position (the 0.1.0 development histories) ranged over the plan's own.
+  const position = (previous.position as Position['kind'] | undefined) ?? keyPlan.position.kind;
+  const plan = position === keyPlan.position.kind ? keyPlan : { ...keyPlan, position: keyHashPosition(keyPlan.key) };
+  const pass = emptyPass(position);
   const cells = previous.ranges.map((range) => ({ from: BigInt(range.from), to: BigInt(range.to), rows: 0n }));
   const remembered = new Set(previous.tracked.map((row) => row.key));
   await compareRows(sides, plan, cells, options, pass, previous.untracked > 0 ? null : remembered);
   return pass;
 }
 
-const emptyPass = (): DiffPass => ({ totals: { missing: 0, extra: 0, changed: 0 }, tracked: [], untracked: 0, ranges: [], segments: 0, rowsCovered: 0 });
+const emptyPass = (position: Position['kind']): DiffPass => ({
+  totals: { missing: 0, extra: 0, changed: 0 },
+  tracked: [],
+  untracked: 0,
+  ranges: [],
+  segments: 0,
+  rowsCovered: 0,
+  position,
+});
+
+const MAX_KEY_SPAN = 1n << 62n;
 
 /** The first position and the number of positions the keys of both sides span, and the source's size. */
 async function keySpace(sides: DiffSides, plan: DiffPlan): Promise<{ origin: bigint; span: bigint; estimate: number }> {

@@ -178,5 +178,5 @@ export function diffPass(rows: Record<string, DifferenceKind>): DiffPass {
   const tracked = Object.entries(rows).map(([key, kind]) => ({ key, kind }));
   const totals = { missing: 0, extra: 0, changed: 0 };
   for (const { kind } of tracked) totals[kind]++;
-  return { totals, tracked, untracked: 0, ranges: tracked.length > 0 ? [{ from: '0', to: '100' }] : [], segments: 4, rowsCovered: 100 };
+  return { totals, tracked, untracked: 0, ranges: tracked.length > 0 ? [{ from: '0', to: '100' }] : [], segments: 4, rowsCovered: 100, position: 'key' };
 }
