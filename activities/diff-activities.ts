@@ -50,7 +50,11 @@ export function createDiffActivities(deps: ActivityDependencies) {
         throw error;
       } finally {
         // A connection whose statement failed is closed rather than handed back with the timeout still set.
-        if (broken === undefined) await client.query('RESET statement_timeout');
+        if (broken === undefined) {
+          await client.query('RESET statement_timeout').catch((error: unknown) => {
+            broken = error instanceof Error ? error : new Error(String(error));
+          });
+        }
         client.release(broken);
       }
     },
