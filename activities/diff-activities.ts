@@ -1,6 +1,5 @@
 import { Context } from '@temporalio/activity';
-import pg from 'pg';
-import { countLiveRows } from '../lib/clickhouse-sql.js';
+import type pg from 'pg';
 import {
   DEFAULT_DIFF_OPTIONS,
   describeDifferences,
@@ -98,19 +97,16 @@ export function createDiffActivities(deps: ActivityDependencies) {
     },
 
     /**
-     * The first look: every segment's checksum on both sides, bisected to the differing rows. A table without a
-     * usable primary key is counted instead, and the reason given.
+     * The first look: every segment's checksum on both sides, bisected to the differing rows. For a table without a
+     * usable primary key, the reason (the workflow counts it instead).
      */
     diffScan(table: MirrorTable): Promise<DiffScan> {
       return withSides(async (sides, progress) => {
         const plan = await planDiff(sides.postgres, sides.clickhouse, sides.database, table);
         const { excluded, drift } = plan;
-        if (!isNoRowDiff(plan)) {
-          const pass = await scanTable(sides, plan, { ...DEFAULT_DIFF_OPTIONS, onProgress: progress });
-          return { kind: 'rows', pass, excluded, drift };
-        }
-        const counts = await countBoth(sides, table);
-        return { kind: 'counts', reason: plan.fallback, ...counts, excluded, drift };
+        if (isNoRowDiff(plan)) return { kind: 'counts', reason: plan.fallback, excluded, drift };
+        const pass = await scanTable(sides, plan, { ...DEFAULT_DIFF_OPTIONS, onProgress: progress });
+        return { kind: 'rows', pass, excluded, drift };
       });
     },
 
@@ -150,14 +146,4 @@ export function createDiffActivities(deps: ActivityDependencies) {
       );
     },
   };
-}
-
-/** Both row counts, for a table that cannot be diffed by rows (ClickHouse's live rows, as verification counts). */
-async function countBoth(sides: DiffSides, table: MirrorTable): Promise<{ postgres: number; clickhouse: number }> {
-  const [source, [destination]] = await Promise.all([
-    sides.postgres.query<{ n: string }>(`SELECT count(*)::text AS n FROM ${pg.escapeIdentifier(table.schema)}.${pg.escapeIdentifier(table.table)}`),
-    sides.clickhouse.rows<{ n: string | number }>(countLiveRows(sides.database, table.destination)),
-  ]);
-  if (destination === undefined) throw new Error(`ClickHouse returned no count for ${table.destination}`);
-  return { postgres: Number(source.rows[0]?.n), clickhouse: Number(destination.n) };
 }

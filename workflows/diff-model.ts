@@ -19,10 +19,10 @@ export interface DiffTableInput {
   retry?: RetrySettings;
 }
 
-/** The first look at the table: the differing rows, or why it cannot be diffed by rows (with both counts). */
+/** The first look at the table: the differing rows, or why it cannot be diffed by rows (then it is counted). */
 export type DiffScan =
   | { kind: 'rows'; pass: DiffPass; excluded: ExcludedColumn[]; drift: ColumnDrift }
-  | { kind: 'counts'; reason: string; postgres: number; clickhouse: number; excluded: ExcludedColumn[]; drift: ColumnDrift };
+  | { kind: 'counts'; reason: string; excluded: ExcludedColumn[]; drift: ColumnDrift };
 
 /**
  * match: every compared row and column agrees. lagging: rows differed, and all converged on a re-check (PeerDB had

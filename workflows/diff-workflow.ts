@@ -4,7 +4,7 @@ import type { DiffPass, Difference, DifferenceKind } from '../lib/row-diff/index
 import { tableSearchAttributes } from '../lib/workflow-safe/search-attributes.js';
 import type { DiffResult, DiffScan, DiffSettings, DiffTableInput } from './diff-model.js';
 import { failureText } from './failures.js';
-import type { MirrorTable, RetrySettings } from './model.js';
+import type { MirrorTable, RetrySettings, RowCounts } from './model.js';
 
 const { diffSettings, recordDiff } = proxyActivities<Activities>({
   startToCloseTimeout: '1 minute',
@@ -14,13 +14,14 @@ const { diffSettings, recordDiff } = proxyActivities<Activities>({
 /**
  * The diff's reading activities: long (a scan of a large table), heartbeating every few seconds with their
  * progress, retried MAX_RETRIES times; a side that stays unreachable makes the result an error, not a stuck diff.
+ * A table without a usable key is counted by verification's countRows, which does not heartbeat: it has the verify
+ * workflow's deadline.
  */
 function readingActivities(retry: RetrySettings) {
-  return proxyActivities<Activities>({
-    startToCloseTimeout: '6 hours',
-    heartbeatTimeout: '1 minute',
-    retry: { initialInterval: retry.backoffMs, backoffCoefficient: retry.backoffCoefficient, maximumAttempts: retry.maxRetries + 1 },
-  });
+  const retries = { initialInterval: retry.backoffMs, backoffCoefficient: retry.backoffCoefficient, maximumAttempts: retry.maxRetries + 1 };
+  const { diffScan, diffRecheck, diffExamples } = proxyActivities<Activities>({ startToCloseTimeout: '6 hours', heartbeatTimeout: '1 minute', retry: retries });
+  const { countRows } = proxyActivities<Activities>({ startToCloseTimeout: '5 minutes', retry: retries });
+  return { diffScan, diffRecheck, diffExamples, countRows };
 }
 
 const differing = (pass: DiffPass) => pass.totals.missing + pass.totals.extra + pass.totals.changed;
@@ -34,13 +35,13 @@ const differing = (pass: DiffPass) => pass.totals.missing + pass.totals.extra + 
 export async function diffTableWorkflow(input: DiffTableInput): Promise<DiffResult> {
   upsertSearchAttributes(tableSearchAttributes(input.mirror, input.table));
   const { diff: settings, retry } = input.settings && input.retry ? { diff: input.settings, retry: input.retry } : await diffSettings();
-  const { diffScan, diffRecheck, diffExamples } = readingActivities(retry);
+  const { diffScan, diffRecheck, diffExamples, countRows } = readingActivities(retry);
   const base = baseResult(input);
   let result: DiffResult;
   try {
     const scan = await diffScan(input.table);
     if (scan.kind === 'counts') {
-      result = countedResult(base, scan);
+      result = countedResult(base, scan, await countRows(input.table));
     } else {
       const { last, rechecks } = await settle(scan.pass, settings, (pass) => diffRecheck(input.table, pass));
       const examples = differing(last) === 0 ? [] : await diffExamples(input.table, last, settings.examples);
@@ -99,8 +100,9 @@ export function failedDiff(workflowId: string, mirror: string, table: MirrorTabl
   };
 }
 
-function countedResult(base: DiffResult, scan: Extract<DiffScan, { kind: 'counts' }>): DiffResult {
-  const match = scan.postgres === scan.clickhouse && scan.drift.onlyInPostgres.length === 0 && scan.drift.onlyInClickHouse.length === 0;
+/** A table without a usable key, counted by verification's own count (countRows) instead. */
+function countedResult(base: DiffResult, scan: Extract<DiffScan, { kind: 'counts' }>, counts: RowCounts): DiffResult {
+  const match = counts.postgres === counts.clickhouse && scan.drift.onlyInPostgres.length === 0 && scan.drift.onlyInClickHouse.length === 0;
   return {
     ...base,
     status: 'counted',
@@ -108,7 +110,7 @@ function countedResult(base: DiffResult, scan: Extract<DiffScan, { kind: 'counts
     excluded: scan.excluded,
     drift: scan.drift,
     fallback: scan.reason,
-    counts: { postgres: scan.postgres, clickhouse: scan.clickhouse },
+    counts: { postgres: counts.postgres, clickhouse: counts.clickhouse },
   };
 }
 

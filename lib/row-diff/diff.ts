@@ -140,6 +140,7 @@ export async function recheck(sides: DiffSides, keyPlan: DiffPlan, previous: Dif
   const cells = previous.ranges.map((range) => ({ from: BigInt(range.from), to: BigInt(range.to), rows: 0n }));
   const remembered = new Set(previous.tracked.map((row) => row.key));
   await compareRows(sides, plan, cells, options, pass, previous.untracked > 0 ? null : remembered);
+  pass.segments = cells.length;
   return pass;
 }
 
@@ -332,7 +333,6 @@ async function compareRows(
     }
     for (const key of theirs.keys()) note(key, 'extra');
     if (differs) pass.ranges.push(...ranges.map((r) => ({ from: String(r.from), to: String(r.to) })));
-    pass.segments += only === null ? 0 : batch.length;
   }
 }
 
