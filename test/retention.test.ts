@@ -291,16 +291,23 @@ describe('the cleanup schedule', () => {
     });
     expect((await runCli(['setup', '--no-peers'], env)).stdout).toContain(`setup: cleanup schedule ${scheduleId} updated (every 86400 s, rows older than 30 days)`);
 
-    // A run, as the schedule starts it, on a worker of this deployment.
+    // A run, as the schedule starts it, on a worker of this deployment. The schedule is paused first: its
+    // intervals are aligned to the epoch, so a test that runs across the hour would otherwise get a run of its own
+    // (which a trigger still starts when paused), and any it started already is ended.
+    await handle.pause('the test triggers its own run');
+    for (const action of (await handle.describe()).info.runningActions) {
+      await client.workflow.getHandle(action.workflow.workflowId).terminate('the test triggers its own run');
+    }
     const db = await database.connect();
     await fillHistory(db);
     const config = loadConfig({ envFile: false, env });
     const worker = await createEchoWorker(config, { breakers: createBreakers(config, pino({ level: 'silent' })), temporal: client });
     const running = worker.run();
     try {
+      const before = (await handle.describe()).info.recentActions.length;
       await handle.trigger();
-      const { recentActions } = await until(() => handle.describe().then((d) => d.info), (info) => info.recentActions.length > 0);
-      const run = client.workflow.getHandle(recentActions[0]!.action.workflow.workflowId);
+      const { recentActions } = await until(() => handle.describe().then((d) => d.info), (info) => info.recentActions.length > before);
+      const run = client.workflow.getHandle(recentActions.at(-1)!.action.workflow.workflowId);
       const report = (await run.result()) as CleanupReport;
       expect(report.tables.map(({ table, deleted, batches }) => `${table} ${deleted} in ${batches}`)).toEqual([
         'ddl_events 2 in 1',
