@@ -15,6 +15,8 @@ import type { DdlEventRow } from '../sql/ddl-events.js';
 import type { DiffResult } from '../workflows/diff-model.js';
 import type { VerificationResult, VerifyAllReport } from '../workflows/model.js';
 import { diffJson, isDiffResult, startDiff } from './diff.js';
+import { mirrorReplicationJson, replicationExtrasJson } from './replication.js';
+import { readReplicationHealth } from '../lib/replication-slots.js';
 import { checkReadiness, type ReadinessDependencies } from './readiness.js';
 import {
   EVENT_STATUSES,
@@ -211,11 +213,11 @@ export function createApiApp(deps: ApiDependencies): express.Express {
   });
 
   app.get('/metrics/prometheus', async (_req, res) => {
-    try {
-      metrics.setDurable(await durableFigures(query));
-    } catch (error) {
-      logger.warn({ err: error }, 'api: durable metrics unavailable; serving the last values read');
-    }
+    const [durable, replication] = await Promise.allSettled([durableFigures(query), readReplicationHealth(query)]);
+    if (durable.status === 'fulfilled') metrics.setDurable(durable.value);
+    else logger.warn({ err: durable.reason }, 'api: durable metrics unavailable; serving the last values read');
+    metrics.setReplication(replication.status === 'fulfilled' ? replication.value : null);
+    if (replication.status === 'rejected') logger.warn({ err: replication.reason }, 'api: replication slots unreadable');
     let text = await metrics.registry.metrics();
     if (deps.sdkMetricsUrl !== undefined) {
       try {
@@ -275,13 +277,15 @@ export function createApiApp(deps: ApiDependencies): express.Express {
   });
 
   app.get('/mirrors', async (_req, res) => {
-    const [overview, peerdbMirrors] = await Promise.all([
+    const [overview, peerdbMirrors, replication] = await Promise.all([
       mirrorsOverview(query),
       deps.peerdb.listMirrors().then(
         (mirrors) => new Map(mirrors.map((mirror) => [mirror.name, mirror.status])),
         (error: unknown) => (error instanceof Error ? error : new Error(String(error))),
       ),
+      readReplicationHealth(query).catch((error: unknown) => (error instanceof Error ? error : new Error(String(error)))),
     ]);
+    const readable = replication instanceof Error ? null : replication;
     res.json({
       mirrors: overview.map(({ mirror, tables, lastOperation, waiting, unmirrored }) => ({
         mirror,
@@ -298,7 +302,9 @@ export function createApiApp(deps: ApiDependencies): express.Express {
         last_operation: lastOperation && operationJson(lastOperation),
         waiting: waiting && waitJson(waiting),
         unmirrored: unmirrored.map(unmirroredJson),
+        replication: readable && mirrorReplicationJson(readable, mirror),
       })),
+      ...replicationExtrasJson(replication),
     });
   });
 

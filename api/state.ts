@@ -48,7 +48,7 @@ const CLAIMS_WITH_LATEST_VERIFICATION = `
      ORDER BY v.id DESC LIMIT 1) latest ON true`;
 
 export async function durableFigures(query: SourceQuery): Promise<DurableFigures> {
-  const [outbox, operations, verifications, tables, waits, unmirrored] = await Promise.all([
+  const [outbox, operations, verifications, tables, waits, unmirrored, latestOperations] = await Promise.all([
     query<{ pending: string; oldest_age: number | null }>(
       `SELECT count(*) AS pending, extract(epoch FROM clock_timestamp() - min(created_at))::float8 AS oldest_age
          FROM echodb.ddl_events WHERE status = 'pending'`,
@@ -62,8 +62,9 @@ export async function durableFigures(query: SourceQuery): Promise<DurableFigures
       'SELECT status, count(*) AS count FROM echodb.verifications GROUP BY 1 ORDER BY 1',
       [],
     ),
-    query<{ mirrored: string; mismatched: string }>(
-      `SELECT count(*) AS mirrored, count(*) FILTER (WHERE latest.status = 'mismatch') AS mismatched
+    query<{ mirrored: string; mismatched: string; errors: string }>(
+      `SELECT count(*) AS mirrored, count(*) FILTER (WHERE latest.status = 'mismatch') AS mismatched,
+              count(*) FILTER (WHERE latest.status = 'error') AS errors
          FROM ${CLAIMS_WITH_LATEST_VERIFICATION}`,
       [],
     ),
@@ -74,6 +75,11 @@ export async function durableFigures(query: SourceQuery): Promise<DurableFigures
       [],
     ),
     query<{ count: string }>('SELECT count(*) AS count FROM echodb.unmirrored_tables', []),
+    query<{ mirror: string; failed: boolean }>(
+      `SELECT DISTINCT ON (mirror) mirror, result = 'failed' AS failed
+         FROM echodb.mirror_operations ORDER BY mirror, id DESC`,
+      [],
+    ),
   ]);
   return {
     outbox: { pending: Number(outbox.rows[0]?.pending ?? 0), oldestPendingAgeSeconds: outbox.rows[0]?.oldest_age ?? null },
@@ -81,6 +87,8 @@ export async function durableFigures(query: SourceQuery): Promise<DurableFigures
     verifications: verifications.rows.map((row) => ({ ...row, count: Number(row.count) })),
     mirroredTables: Number(tables.rows[0]?.mirrored ?? 0),
     tablesMismatched: Number(tables.rows[0]?.mismatched ?? 0),
+    tablesVerificationErrors: Number(tables.rows[0]?.errors ?? 0),
+    mirrorsLastOperation: latestOperations.rows,
     mirrorWaits: waits.rows,
     unmirroredTables: Number(unmirrored.rows[0]?.count ?? 0),
   };

@@ -18,7 +18,7 @@ import { describePeer, ensurePeers } from '../lib/peerdb/peers.js';
 import { unreachableStaging } from '../lib/peerdb/staging-reachability.js';
 import { installCapture, uninstallCapture, readMigrations, SchemaTooNew } from '../sql/migrations.js';
 import { runDemo } from './demo.js';
-import type { CleanupCommandOptions, OperationOptions } from './operations.js';
+import type { CleanupCommandOptions, OperationOptions, SlotsCommandOptions } from './operations.js';
 import { parseTableArgument } from './table-argument.js';
 import type { TableRef } from '../workflows/model.js';
 import { ROLES, runRoles, type Role } from './run.js';
@@ -318,11 +318,33 @@ outputOptions(
 
 program
   .command('status')
-  .description('show the leader, the outbox backlog, the mirrors and the latest verifications')
+  .description('show the leader, the outbox backlog, the mirrors, their replication slots and the latest verifications')
   .option('--json', 'print JSON instead of text')
   .action(async (options: OperationOptions) => {
     const { status } = await import('./operations.js');
     process.exitCode = EXIT[await status(loadConfig(), options)];
+  });
+
+program
+  .command('slots')
+  .description(
+    "show the replication slots and publications of EchoDB's mirrors (active, WAL retained, wal_status, inactive " +
+      'since) and the orphans: those of mirrors EchoDB dropped. With --drop-orphans, drop the orphans: never one of a ' +
+      'mirror EchoDB or PeerDB still has, never an active slot; asks first unless --yes; records each drop in ' +
+      'echodb.dropped_orphans (needs the REPLICATION attribute, and to own the publications)',
+  )
+  .option('--drop-orphans', 'drop the orphan slots and publications (after asking)')
+  .option('--yes', 'with --drop-orphans: do not ask')
+  .option('--json', 'print JSON instead of text')
+  .addHelpText(
+    'after',
+    `\nExit codes: ${EXIT.ok} no orphan (or every orphan dropped); ${EXIT.found} orphans found (not dropped); ` +
+      `${EXIT.failure} PostgreSQL or PeerDB unreachable, not confirmed, or an orphan could not be dropped; ${EXIT.usage} an invalid option; ` +
+      `${EXIT.config} invalid configuration.`,
+  )
+  .action(async (options: SlotsCommandOptions) => {
+    const { slots } = await import('./operations.js');
+    process.exitCode = EXIT[await slots(loadConfig(), options)];
   });
 
 const optionParser = (parse: (raw: string) => number | undefined, expected: string) => (raw: string) => {

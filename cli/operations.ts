@@ -33,6 +33,15 @@ import {
   verifyAllJson,
 } from '../api/verification.js';
 import { describeDiff, diffJson, startDiff } from '../api/diff.js';
+import { mirrorReplicationJson, publicationJson, replicationExtrasJson, slotJson } from '../api/replication.js';
+import {
+  dropOrphans,
+  formatBytes,
+  orphansOf,
+  readReplicationHealth,
+  type ReplicationHealth,
+  type SlotHealth,
+} from '../lib/replication-slots.js';
 import type { DiffResult } from '../workflows/diff-model.js';
 import type { TableRef, VerificationResult, VerifyAllReport } from '../workflows/model.js';
 
@@ -138,12 +147,13 @@ async function peerDbStates(config: Config): Promise<Map<string, string> | Error
 /** `echodb status`: the leader, the outbox, the mirrors and the latest verifications. */
 export async function status(config: Config, options: OperationOptions): Promise<Outcome> {
   return withSource(config, async (query): Promise<Outcome> => {
-    const [leader, figures, mirrors, verifications, states] = await Promise.all([
+    const [leader, figures, mirrors, verifications, states, replication] = await Promise.all([
       config.redis ? redisLeaseHolder(config.redis).catch((error: Error) => error) : advisoryLockHolder(query),
       durableFigures(query),
       mirrorsOverview(query),
       latestVerifications(query, 20),
       peerDbStates(config),
+      readReplicationHealth(query).catch((error: unknown) => (error instanceof Error ? error : new Error(String(error)))),
     ]);
     const report = {
       leader: leader instanceof Error
@@ -157,8 +167,10 @@ export async function status(config: Config, options: OperationOptions): Promise
         last_operation: lastOperation && operationJson(lastOperation),
         waiting: waiting && waitJson(waiting),
         unmirrored: unmirrored.map(unmirroredJson),
+        replication: replication instanceof Error ? null : mirrorReplicationJson(replication, mirror),
       })),
       ...(states instanceof Error && { peerdb_error: states.message }),
+      ...replicationExtrasJson(replication),
       verifications: verifications.map(verificationRowJson),
     };
     if (options.json) {
@@ -189,6 +201,8 @@ export async function status(config: Config, options: OperationOptions): Promise
       }
       for (const table of mirror.unmirrored) console.log(`    not mirrored: ${table.table}: ${table.reason}`);
     }
+    if (replication instanceof Error) console.log(`replication: slots unreadable: ${replication.message}`);
+    else for (const line of describeReplication(replication)) console.log(line);
     console.log(`verifications: latest of ${report.verifications.length} table(s), newest first`);
     for (const row of report.verifications) {
       console.log(`  ${row.status.padEnd(8)}  ${row.table}  PostgreSQL ${row.postgres_count ?? '?'}, ClickHouse ${row.clickhouse_count ?? '?'}  at ${row.timestamp}`);
@@ -231,4 +245,108 @@ export async function cleanup(config: Config, options: CleanupCommandOptions): P
     console.log(options.json ? JSON.stringify(report, null, 2) : describeCleanup(report).join('\n'));
     return 'ok';
   });
+}
+
+const slotOwner = (slot: { owner: string; mirror: string; reason: string }) =>
+  slot.owner === 'mirror' ? `mirror ${slot.mirror}` : slot.owner === 'orphan' ? `ORPHAN: ${slot.reason}` : `not EchoDB's: ${slot.reason}`;
+
+function describeSlot(slot: SlotHealth): string {
+  const state = slot.active
+    ? `active (pid ${slot.activePid})`
+    : `INACTIVE${slot.inactiveSince ? ` since ${slot.inactiveSince.toISOString()} (${Math.round(slot.inactiveSeconds ?? 0)} s)` : ''}`;
+  const safe = slot.safeWalBytes === null ? '' : `, ${formatBytes(slot.safeWalBytes)} before invalidation`;
+  return `  slot ${slot.slot}  ${slotOwner(slot)}  ${state}  WAL retained ${formatBytes(slot.retainedBytes)}, ` +
+    `unconfirmed ${formatBytes(slot.confirmedLagBytes)}, wal_status ${slot.walStatus ?? 'unknown'}${safe}`;
+}
+
+/** The slots and publications, one line each, under a count. */
+function describeReplication(health: ReplicationHealth): string[] {
+  const orphans = orphansOf(health);
+  return [
+    `replication: ${health.slots.length} slot(s), ${health.publications.length} publication(s); ` +
+      `${orphans.slots.length + orphans.publications.length} orphan(s)`,
+    ...health.slots.map(describeSlot),
+    ...health.publications.map((p) => `  publication ${p.publication}  ${slotOwner(p)}  ${p.tables} table(s)`),
+  ];
+}
+
+export interface SlotsCommandOptions {
+  json?: boolean;
+  dropOrphans?: boolean;
+  yes?: boolean;
+}
+
+/** One line of an answer from standard input (a terminal, or a pipe); '' when it ends first. */
+async function answer(prompt: string): Promise<string> {
+  const { createInterface } = await import('node:readline/promises');
+  const lines = createInterface({ input: process.stdin, output: process.stdout, terminal: process.stdin.isTTY === true });
+  const closed = new Promise<string>((resolve) => lines.once('close', () => resolve('')));
+  try {
+    return await Promise.race([lines.question(prompt), closed]);
+  } finally {
+    lines.close();
+  }
+}
+
+/**
+ * `echodb slots`: the replication slots and publications of EchoDB's mirrors, with the orphans (exit 3 when there
+ * are any); `--drop-orphans` drops these after asking (unless `--yes`), and only when PeerDB's Flow API says it
+ * has no such mirror (lib/replication-slots.ts dropOrphans).
+ */
+export async function slots(config: Config, options: SlotsCommandOptions): Promise<Outcome> {
+  return withSource(config, async (query, pool): Promise<Outcome> => {
+    await usableSchemaVersion(pool);
+    const health = await readReplicationHealth(query);
+    const orphans = orphansOf(health);
+    const count = orphans.slots.length + orphans.publications.length;
+    if (!options.dropOrphans) {
+      if (options.json) {
+        console.log(JSON.stringify({ slots: health.slots.map(slotJson), publications: health.publications.map(publicationJson) }, null, 2));
+      } else {
+        for (const line of describeReplication(health)) console.log(line);
+        if (count > 0) console.log('drop the orphans with `echodb slots --drop-orphans`');
+      }
+      return count > 0 ? 'found' : 'ok';
+    }
+    if (count === 0) {
+      console.log(options.json ? JSON.stringify({ dropped: [] }) : 'slots: no orphan to drop');
+      return 'ok';
+    }
+    const states = await peerDbStates(config);
+    if (states instanceof Error) {
+      throw new Error(`cannot ask PeerDB which mirrors exist (${states.message}); nothing dropped: an orphan is dropped only when PeerDB has no mirror of its name`);
+    }
+    if (!options.json) {
+      console.log(`slots: ${count} orphan(s) of mirrors EchoDB dropped:`);
+      for (const slot of orphans.slots) console.log(describeSlot(slot));
+      for (const p of orphans.publications) console.log(`  publication ${p.publication}  ${slotOwner(p)}  ${p.tables} table(s)`);
+    }
+    if (!options.yes) {
+      const reply = (await answer(`Drop these ${count}? Their WAL is then released for good. [y/N] `)).trim().toLowerCase();
+      if (reply !== 'y' && reply !== 'yes') {
+        console.log('slots: nothing dropped');
+        return 'failure';
+      }
+    }
+    const outcomes = await withClient(pool, (client) => dropOrphans(client, new Set(states.keys())));
+    if (options.json) {
+      console.log(JSON.stringify({ dropped: outcomes }, null, 2));
+    } else {
+      for (const o of outcomes) {
+        const held = o.kind === 'slot' ? `; it held ${formatBytes(o.retainedBytes)} of WAL` : '';
+        console.log(o.dropped ? `  dropped ${o.kind} ${o.name} (${o.reason}${held})` : `  kept ${o.kind} ${o.name}: ${o.reason}`);
+      }
+      if (outcomes.some((o) => o.dropped)) console.log('slots: what was dropped is recorded in echodb.dropped_orphans');
+    }
+    return outcomes.every((o) => o.dropped) ? 'ok' : 'failure';
+  });
+}
+
+async function withClient<T>(pool: pg.Pool, use: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+  const client = await pool.connect();
+  try {
+    return await use(client);
+  } finally {
+    client.release();
+  }
 }

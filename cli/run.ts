@@ -14,12 +14,13 @@ import { AdvisoryLockLease } from '../listener/advisory-lock-lease.js';
 import { DdlListener } from '../listener/ddl-listener.js';
 import { Leadership, type LeaderLease } from '../listener/leader-election.js';
 import { RedisLease } from '../listener/redis-lease.js';
+import { SlotMonitor } from '../listener/slot-monitor.js';
 import { assertSchemaNotNewer, installedSchemaVersion } from '../sql/migrations.js';
 
 export const ROLES = {
   worker: 'the Temporal worker: mirror, verify, verify-all and reconcile workflows',
-  listener: 'leader-elected: drains the outbox into mirror workflows',
-  api: 'HTTP: /health, /ready, /metrics, /metrics/prometheus, /verify, /verify-all, /mirrors, /events',
+  listener: 'leader-elected: drains the outbox into mirror workflows, and watches the replication slots',
+  api: 'HTTP: /health, /ready, /metrics, /metrics/prometheus, /verify, /verify-all, /diff, /mirrors, /events',
 } as const;
 export type Role = keyof typeof ROLES;
 
@@ -102,9 +103,12 @@ export async function runRoles(config: Config, roles: readonly Role[]): Promise<
     leadership.onChange(() => metrics.leadershipChanges.inc());
     const listener = new DdlListener({ config, postgres, temporal, leadership, logger, metrics });
     await listener.start();
+    const slotMonitor = new SlotMonitor({ config, query: (text, values) => postgres.query(text, values), leadership, logger });
+    slotMonitor.start();
     let stopped = () => {};
     running.push(Promise.race([listener.failed, new Promise<void>((resolve) => (stopped = resolve))]));
     stops.push(async () => {
+      await slotMonitor.stop();
       await listener.stop();
       stopped();
     });

@@ -291,6 +291,10 @@ const variables = z
     RETENTION_BATCH_SIZE: integer(1000, 'a batch size', 1, RETENTION_BATCH_SIZE_MAX),
     CLEANUP_INTERVAL: periodOrOff(86_400),
 
+    SLOT_CHECK_INTERVAL: positiveSeconds(60),
+    SLOT_WAL_WARN_MB: nonNegativeInt(5000),
+    SLOT_INACTIVE_WARN_SECONDS: seconds(900),
+
     HEALTH_PORT: port(8080),
     HEALTH_CHECK_HOST: optionalText(),
     CONSISTENCY_CHECKER_HOST: optionalText(),
@@ -528,6 +532,16 @@ function toConfig(env: Variables) {
      * their age. `intervalMs` null: no schedule.
      */
     retention: { days: env.RETENTION_DAYS, batchSize: env.RETENTION_BATCH_SIZE, intervalMs: env.CLEANUP_INTERVAL },
+    /**
+     * Replication-slot health (lib/replication-slots.ts): the leader reads EchoDB's slots every `checkIntervalMs`,
+     * records since when each is inactive, and logs a warning when one retains more than `walWarnBytes` of WAL or
+     * stays inactive longer than `inactiveWarnMs` (0 turns either warning off).
+     */
+    slots: {
+      checkIntervalMs: env.SLOT_CHECK_INTERVAL,
+      walWarnBytes: env.SLOT_WAL_WARN_MB * 1024 * 1024,
+      inactiveWarnMs: env.SLOT_INACTIVE_WARN_SECONDS,
+    },
     api: {
       healthPort: env.HEALTH_PORT,
       /** The address HEALTH_PORT listens on; unset, every interface. */

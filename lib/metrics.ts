@@ -1,5 +1,6 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { CircuitBreaker } from './circuit-breaker.js';
+import type { ReplicationHealth } from './replication-slots.js';
 
 /** What the figures read from EchoDB's tables say; the same on every replica. */
 export interface DurableFigures {
@@ -11,6 +12,10 @@ export interface DurableFigures {
   mirroredTables: number;
   /** Mirrored tables whose latest verification found a mismatch. */
   tablesMismatched: number;
+  /** Mirrored tables whose latest verification could not count a side. */
+  tablesVerificationErrors: number;
+  /** Each mirror's latest recorded operation: whether it failed. */
+  mirrorsLastOperation: { mirror: string; failed: boolean }[];
   /** Mirror operations waiting on PeerDB now (echodb.mirror_waits), with how long and whether they stalled. */
   mirrorWaits: { mirror: string; operation: string; seconds: number; stalled: boolean }[];
   /** Tables of watched schemas left out of the mirrors, by reason kind (echodb.unmirrored_tables). */
@@ -94,6 +99,70 @@ export function createMetrics() {
       help: 'Mirrored tables whose latest verification found a mismatch',
       registers,
     }),
+    tablesVerificationErrors: new Gauge({
+      name: 'echodb_tables_verification_errors',
+      help: 'Mirrored tables whose latest verification is an error (a side could not be counted)',
+      registers,
+    }),
+    mirrorLastOperationFailed: new Gauge({
+      name: 'echodb_mirror_last_operation_failed',
+      help: 'Each mirror: 1 when its latest recorded operation (create, add_tables, remove_tables, drop, cancel_addition) failed, else 0',
+      labelNames: ['mirror'] as const,
+      registers,
+    }),
+    slotActive: new Gauge({
+      name: 'echodb_replication_slot_active',
+      help: 'Each replication slot of EchoDB\'s mirrors (and orphans): 1 while a walsender streams from it, else 0',
+      labelNames: ['mirror', 'slot'] as const,
+      registers,
+    }),
+    slotRetainedBytes: new Gauge({
+      name: 'echodb_replication_slot_retained_wal_bytes',
+      help: 'WAL PostgreSQL keeps for the slot: the current LSN less its restart_lsn',
+      labelNames: ['mirror', 'slot'] as const,
+      registers,
+    }),
+    slotConfirmedLagBytes: new Gauge({
+      name: 'echodb_replication_slot_confirmed_lag_bytes',
+      help: 'WAL its consumer (PeerDB) has not confirmed: the current LSN less the slot\'s confirmed_flush_lsn',
+      labelNames: ['mirror', 'slot'] as const,
+      registers,
+    }),
+    slotSafeWalBytes: new Gauge({
+      name: 'echodb_replication_slot_safe_wal_bytes',
+      help: 'WAL that can still be written before PostgreSQL invalidates the slot (safe_wal_size; no series when max_slot_wal_keep_size is unlimited)',
+      labelNames: ['mirror', 'slot'] as const,
+      registers,
+    }),
+    slotWalStatus: new Gauge({
+      name: 'echodb_replication_slot_wal_status',
+      help: 'The slot\'s wal_status: 1 for the current one of reserved, extended, unreserved, lost',
+      labelNames: ['mirror', 'slot', 'wal_status'] as const,
+      registers,
+    }),
+    slotInactiveSeconds: new Gauge({
+      name: 'echodb_replication_slot_inactive_seconds',
+      help: 'How long the slot has been inactive (0 while active; PostgreSQL 17\'s inactive_since, else since the leader first saw it inactive)',
+      labelNames: ['mirror', 'slot'] as const,
+      registers,
+    }),
+    publicationTables: new Gauge({
+      name: 'echodb_replication_publication_tables',
+      help: 'Tables in each publication of EchoDB\'s mirrors (and orphans)',
+      labelNames: ['mirror', 'publication'] as const,
+      registers,
+    }),
+    replicationOrphans: new Gauge({
+      name: 'echodb_replication_orphans',
+      help: 'Slots and publications of mirrors EchoDB dropped, by kind (slot, publication): `echodb slots --drop-orphans` drops them',
+      labelNames: ['kind'] as const,
+      registers,
+    }),
+    slotsReadable: new Gauge({
+      name: 'echodb_replication_slots_readable',
+      help: '1 when this scrape read pg_replication_slots and pg_publication, 0 when it could not (the slot series are then absent)',
+      registers,
+    }),
     isLeader: new Gauge({
       name: 'echodb_is_leader',
       help: '1 while this replica\'s listener is the leader, else 0',
@@ -146,6 +215,9 @@ export function createMetrics() {
       for (const { status, count } of figures.verifications) metrics.verifications.set({ status }, count);
       metrics.mirroredTables.set(figures.mirroredTables);
       metrics.tablesMismatched.set(figures.tablesMismatched);
+      metrics.tablesVerificationErrors.set(figures.tablesVerificationErrors);
+      metrics.mirrorLastOperationFailed.reset();
+      for (const { mirror, failed } of figures.mirrorsLastOperation) metrics.mirrorLastOperationFailed.set({ mirror }, failed ? 1 : 0);
       metrics.mirrorWaitSeconds.reset();
       metrics.mirrorWaitStalled.reset();
       for (const { mirror, operation, seconds, stalled } of figures.mirrorWaits) {
@@ -153,6 +225,36 @@ export function createMetrics() {
         metrics.mirrorWaitStalled.set({ mirror }, stalled ? 1 : 0);
       }
       metrics.unmirroredTables.set(figures.unmirroredTables);
+    },
+    /**
+     * Sets the slot and publication series from a reading of them, every series of EchoDB's own and of its
+     * orphans (not the foreign ones); null when they could not be read.
+     */
+    setReplication(health: ReplicationHealth | null): void {
+      const perSlot = [metrics.slotActive, metrics.slotRetainedBytes, metrics.slotConfirmedLagBytes, metrics.slotSafeWalBytes, metrics.slotWalStatus, metrics.slotInactiveSeconds];
+      for (const gauge of [...perSlot, metrics.publicationTables, metrics.replicationOrphans]) gauge.reset();
+      metrics.slotsReadable.set(health === null ? 0 : 1);
+      if (health === null) return;
+      for (const slot of health.slots) {
+        if (slot.owner === 'foreign') continue;
+        const labels = { mirror: slot.mirror, slot: slot.slot };
+        metrics.slotActive.set(labels, slot.active ? 1 : 0);
+        if (slot.retainedBytes !== null) metrics.slotRetainedBytes.set(labels, slot.retainedBytes);
+        if (slot.confirmedLagBytes !== null) metrics.slotConfirmedLagBytes.set(labels, slot.confirmedLagBytes);
+        if (slot.safeWalBytes !== null) metrics.slotSafeWalBytes.set(labels, slot.safeWalBytes);
+        if (slot.walStatus !== null) {
+          for (const status of new Set(['reserved', 'extended', 'unreserved', 'lost', slot.walStatus])) {
+            metrics.slotWalStatus.set({ ...labels, wal_status: status }, status === slot.walStatus ? 1 : 0);
+          }
+        }
+        // Inactive since a time no one recorded yet (PostgreSQL before 17, no leader look since): no series.
+        if (slot.active || slot.inactiveSeconds !== null) metrics.slotInactiveSeconds.set(labels, slot.active ? 0 : slot.inactiveSeconds!);
+      }
+      for (const publication of health.publications) {
+        if (publication.owner !== 'foreign') metrics.publicationTables.set({ mirror: publication.mirror, publication: publication.publication }, publication.tables);
+      }
+      metrics.replicationOrphans.set({ kind: 'slot' }, health.slots.filter((slot) => slot.owner === 'orphan').length);
+      metrics.replicationOrphans.set({ kind: 'publication' }, health.publications.filter((p) => p.owner === 'orphan').length);
     },
   };
   return metrics;

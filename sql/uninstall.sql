@@ -9,6 +9,8 @@ DROP FUNCTION IF EXISTS echodb.on_table_dropped();
 DROP FUNCTION IF EXISTS echodb.record_ddl_event(text, text, text, oid, text, text, text);
 DROP FUNCTION IF EXISTS echodb.watched_table(oid);
 DROP FUNCTION IF EXISTS echodb.lacks_replica_identity(oid);
+DROP TABLE IF EXISTS echodb.slot_observations;
+DROP TABLE IF EXISTS echodb.dropped_orphans;
 DROP TABLE IF EXISTS echodb.mirror_waits;
 DROP TABLE IF EXISTS echodb.unmirrored_tables;
 DROP TABLE IF EXISTS echodb.destination_claims;

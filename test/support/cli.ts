@@ -10,10 +10,13 @@ export interface CliResult {
   stderr: string;
 }
 
-/** Runs `echodb` from the source tree as a child process, with exactly the environment given. */
-export function runCli(args: string[], env: Record<string, string> = {}, timeoutMs = 60_000): Promise<CliResult> {
+/**
+ * Runs `echodb` from the source tree as a child process, with exactly the environment given; `input` is what its
+ * standard input reads before it ends (nothing, by default).
+ */
+export function runCli(args: string[], env: Record<string, string> = {}, timeoutMs = 60_000, input = ''): Promise<CliResult> {
   return new Promise((resolve) => {
-    execFile(
+    const child = execFile(
       process.execPath,
       ['--import', 'tsx', 'cli/echodb.ts', ...args],
       {
@@ -27,6 +30,7 @@ export function runCli(args: string[], env: Record<string, string> = {}, timeout
         resolve({ code, stdout, stderr });
       },
     );
+    child.stdin?.end(input);
   });
 }
 

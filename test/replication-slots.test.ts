@@ -1,0 +1,277 @@
+// Replication-slot health on the real PostgreSQL: the slots and publications are the ones the PeerDB double made
+// for EchoDB's mirrors (as PeerDB does: peerflow_slot_<mirror>, peerflow_pub_<mirror>), WAL is really written behind
+// them, and what /metrics/prometheus, /mirrors, `echodb status`, `echodb slots` and the leader's log say is read
+// from a running `echodb run`.
+import { spawn, type ChildProcess } from 'node:child_process';
+import path from 'node:path';
+import parsePrometheusTextFormat from 'parse-prometheus-text-format';
+import pg from 'pg';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { freePorts } from '../lib/free-port.js';
+import { mirrorNameFor, namingRules } from '../lib/naming.js';
+import { dropOrphans, readReplicationHealth } from '../lib/replication-slots.js';
+import { postgresBinDir } from './servers/binaries.js';
+import { runCli } from './support/cli.js';
+import { startEchoStack, type EchoStack } from './support/echo-stack.js';
+import { until } from './support/until.js';
+
+let stack: EchoStack;
+let api: string;
+const mirrorOf = (table: string) => mirrorNameFor({ schema: stack.schema, table }, namingRules(stack.config));
+const slotOf = (table: string) => `peerflow_slot_${mirrorOf(table)}`;
+const consumers: ChildProcess[] = [];
+
+/** The series of one metric for one slot, from a scrape of /metrics/prometheus. */
+async function scrape(): Promise<(name: string, labels?: Record<string, string>) => number | undefined> {
+  const text = await (await fetch(`${api}/metrics/prometheus`)).text();
+  const families = new Map(parsePrometheusTextFormat(text).map((family) => [family.name, family.metrics]));
+  return (name, labels = {}) => {
+    const sample = families.get(name)?.find((m) => Object.entries(labels).every(([key, value]) => m.labels?.[key] === value));
+    return sample === undefined ? undefined : Number(sample.value);
+  };
+}
+
+/** Writes at least `megabytes` of WAL (rows into `table`); returns how many bytes of WAL that was. */
+async function writeWal(table: string, megabytes: number): Promise<number> {
+  const lsn = async () => (await stack.sql.query<{ lsn: string }>('SELECT pg_current_wal_lsn() AS lsn')).rows[0]!.lsn;
+  const start = await lsn();
+  for (let written = 0; written < megabytes * 1024 * 1024;) {
+    await stack.sql.query(
+      `INSERT INTO ${stack.schema}.${table} (id, note) SELECT g, repeat('x', 1000) FROM generate_series($1::int, $1::int + 999) g`,
+      [Math.floor(Math.random() * 2e9)],
+    );
+    const { rows } = await stack.sql.query<{ bytes: number }>('SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), $1)::float8 AS bytes', [start]);
+    written = rows[0]!.bytes;
+  }
+  const { rows } = await stack.sql.query<{ bytes: number }>('SELECT pg_wal_lsn_diff($2, $1)::float8 AS bytes', [start, await lsn()]);
+  return rows[0]!.bytes;
+}
+
+/**
+ * A walsender on `slot`, as PeerDB's CDC holds one: pg_recvlogical streaming pgoutput from it. Resolves once
+ * PostgreSQL shows the slot active.
+ */
+async function holdActive(slot: string, publication: string): Promise<ChildProcess> {
+  const { settings } = stack.database;
+  const child = spawn(
+    path.join(postgresBinDir(), 'pg_recvlogical'),
+    ['-d', `host=${settings.host} port=${settings.port} dbname=${settings.database} user=${settings.user}`, '--slot', slot, '--start',
+      '-o', 'proto_version=1', '-o', `publication_names=${publication}`, '-f', '/dev/null', '--no-loop', '--status-interval', '1', '--fsync-interval', '1'],
+    { env: { ...process.env, PGPASSWORD: settings.password }, stdio: 'ignore' },
+  );
+  consumers.push(child);
+  await until(() => stack.sql.query('SELECT active FROM pg_replication_slots WHERE slot_name = $1', [slot]), ({ rows }) => rows[0]?.active === true);
+  return child;
+}
+
+async function stopConsumer(child: ChildProcess, slot: string): Promise<void> {
+  child.kill('SIGTERM');
+  await until(() => stack.sql.query('SELECT active FROM pg_replication_slots WHERE slot_name = $1', [slot]), ({ rows }) => rows[0]?.active === false);
+}
+
+beforeAll(async () => {
+  const [healthPort, checkerPort] = await freePorts(2);
+  stack = await startEchoStack(
+    {
+      MIRROR_STRATEGY: 'per-table',
+      HEALTH_PORT: String(healthPort),
+      CONSISTENCY_CHECKER_PORT: String(checkerPort),
+      LEADER_ELECTION_TTL: '3',
+      LEADER_ELECTION_INTERVAL: '1',
+      OUTBOX_POLL_INTERVAL: '1',
+      SLOT_CHECK_INTERVAL: '0.5',
+      SLOT_WAL_WARN_MB: '4',
+      SLOT_INACTIVE_WARN_SECONDS: '1',
+    },
+    undefined,
+    { roles: ['worker', 'listener', 'api'] },
+  );
+  api = `http://127.0.0.1:${healthPort}`;
+  for (const table of ['orders', 'old', 'old2']) {
+    await stack.sql.query(`CREATE TABLE ${stack.schema}.${table} (id int PRIMARY KEY, note text)`);
+    await stack.waitForVerification(table, 1, 60_000);
+  }
+}, 180_000);
+
+afterAll(async () => {
+  for (const child of consumers) child.kill('SIGKILL');
+  await stack?.close();
+});
+
+describe('the health of a mirror\'s slot', () => {
+  it('moves with the real slot: WAL written behind an inactive slot shows in the metrics, /mirrors, status and the log', async () => {
+    const slot = slotOf('orders');
+    const labels = { mirror: mirrorOf('orders'), slot };
+    // The double, like PeerDB's paused CDC, holds no walsender on it: inactive, and the leader noted since when.
+    const before = await until(scrape, (metric) => metric('echodb_replication_slot_inactive_seconds', labels) !== undefined);
+    expect(before('echodb_replication_slot_active', labels)).toBe(0);
+    expect(before('echodb_replication_slot_wal_status', { ...labels, wal_status: 'reserved' })).toBe(1);
+    expect(before('echodb_replication_publication_tables', { mirror: labels.mirror, publication: `peerflow_pub_${labels.mirror}` })).toBe(1);
+    expect(before('echodb_replication_orphans', { kind: 'slot' })).toBe(0);
+    expect(before('echodb_replication_slots_readable')).toBe(1);
+    const retained = before('echodb_replication_slot_retained_wal_bytes', labels)!;
+    const unconfirmed = before('echodb_replication_slot_confirmed_lag_bytes', labels)!;
+
+    const written = await writeWal('orders', 5);
+    const after = await scrape();
+    // Nothing moves the slot's restart_lsn or confirmed_flush_lsn: every byte written is retained.
+    expect(after('echodb_replication_slot_retained_wal_bytes', labels)! - retained).toBeGreaterThanOrEqual(written);
+    expect(after('echodb_replication_slot_confirmed_lag_bytes', labels)! - unconfirmed).toBeGreaterThanOrEqual(written);
+    expect(after('echodb_replication_slot_inactive_seconds', labels)).toBeGreaterThan(before('echodb_replication_slot_inactive_seconds', labels)!);
+
+    const mirrors = (await (await fetch(`${api}/mirrors`)).json()) as {
+      mirrors: { mirror: string; replication: { slot: Record<string, unknown>; publication: Record<string, unknown> } }[];
+      orphans: { slots: unknown[] };
+    };
+    const replication = mirrors.mirrors.find((m) => m.mirror === labels.mirror)!.replication;
+    expect(replication.slot).toMatchObject({ slot, owner: 'mirror', active: false, active_pid: null, wal_status: 'reserved' });
+    expect(replication.slot.retained_wal_bytes).toBeGreaterThanOrEqual(retained + written);
+    expect(new Date(replication.slot.inactive_since as string).getTime()).toBeLessThan(Date.now());
+    expect(replication.publication).toMatchObject({ publication: `peerflow_pub_${labels.mirror}`, owner: 'mirror', tables: 1 });
+
+    const status = await runCli(['status'], stack.env);
+    expect(status.code).toBe(0);
+    expect(status.stdout).toMatch(new RegExp(`slot ${slot}  mirror ${labels.mirror}  INACTIVE since \\S+ \\(\\d+ s\\)  WAL retained \\d+\\.\\d MiB`));
+    const json = JSON.parse((await runCli(['status', '--json'], stack.env)).stdout) as { mirrors: { mirror: string; replication: { slot: { active: boolean } } }[] };
+    expect(json.mirrors.find((m) => m.mirror === labels.mirror)!.replication.slot.active).toBe(false);
+
+    // The leader warned, once each: inactive past SLOT_INACTIVE_WARN_SECONDS, and past SLOT_WAL_WARN_MB (4).
+    await stack.worker.waitForLine(new RegExp(`slots: ${slot} of mirror \\S+ passed SLOT_WAL_WARN_MB`), 10_000);
+    const warnings = stack.worker.logEntries().filter((entry) => entry.level === 'warn');
+    expect(warnings.filter((entry) => String(entry.msg).startsWith(`slots: ${slot} of mirror ${labels.mirror} has been inactive since`))).toHaveLength(1);
+    expect(warnings.filter((entry) => String(entry.msg).includes(`${slot} of mirror ${labels.mirror} passed SLOT_WAL_WARN_MB`))).toHaveLength(1);
+  });
+
+  it('shows a walsender on the slot as active, and the leader says so', async () => {
+    const slot = slotOf('orders');
+    const labels = { mirror: mirrorOf('orders'), slot };
+    const consumer = await holdActive(slot, `peerflow_pub_${labels.mirror}`);
+    const metric = await until(scrape, (m) => m('echodb_replication_slot_active', labels) === 1);
+    expect(metric('echodb_replication_slot_inactive_seconds', labels)).toBe(0);
+    await stack.worker.waitForLine(new RegExp(`slots: ${slot} is active again`), 10_000);
+    // Streaming confirms the WAL it read: the unconfirmed WAL falls behind what was written while it was away.
+    const confirmed = await until(scrape, (m) => m('echodb_replication_slot_confirmed_lag_bytes', labels)! < 1024 * 1024);
+    expect(confirmed('echodb_replication_slot_confirmed_lag_bytes', labels)).toBeLessThan(1024 * 1024);
+    await stopConsumer(consumer, slot);
+    await until(scrape, (m) => m('echodb_replication_slot_active', labels) === 0);
+  });
+});
+
+describe('orphans', () => {
+  it('are found, listed, and dropped only after confirmation; a slot that is active, a mirror\'s, or not EchoDB\'s is never dropped', async () => {
+    const { sql } = stack;
+    // EchoDB drops the mirrors of `old` and `old2`; the double drops their slots and publications, as PeerDB does.
+    await sql.query(`DROP TABLE ${stack.schema}.old, ${stack.schema}.old2`);
+    const dropped = [mirrorOf('old'), mirrorOf('old2')];
+    await until(
+      () => sql.query("SELECT mirror FROM echodb.mirror_operations WHERE operation = 'drop' AND result = 'succeeded' AND mirror = ANY($1)", [dropped]),
+      ({ rows }) => rows.length === 2,
+      60_000,
+    );
+    await until(() => sql.query('SELECT slot_name FROM pg_replication_slots WHERE slot_name = ANY($1)', [dropped.map((m) => `peerflow_slot_${m}`)]), ({ rows }) => rows.length === 0);
+    // What a PeerDB whose clean-up never ran leaves behind (its catalog restored, a worker lost mid-drop): the
+    // slot and publication of a mirror that no longer exists. And one of a mirror EchoDB never had.
+    for (const mirror of [...dropped, 'someone_elses']) {
+      await sql.query(`CREATE PUBLICATION ${pg.escapeIdentifier(`peerflow_pub_${mirror}`)}`);
+      await sql.query("SELECT pg_create_logical_replication_slot($1, 'pgoutput')", [`peerflow_slot_${mirror}`]);
+    }
+    const [inactive, active] = dropped;
+    const consumer = await holdActive(`peerflow_slot_${active}`, `peerflow_pub_${active}`);
+
+    const metric = await until(scrape, (m) => m('echodb_replication_orphans', { kind: 'slot' }) === 2);
+    expect(metric('echodb_replication_orphans', { kind: 'publication' })).toBe(2);
+    // Orphans have their slot series too; a slot EchoDB never had has none.
+    expect(metric('echodb_replication_slot_active', { slot: `peerflow_slot_${active}` })).toBe(1);
+    expect(metric('echodb_replication_slot_active', { slot: 'peerflow_slot_someone_elses' })).toBeUndefined();
+    await stack.worker.waitForLine(new RegExp(`slots: peerflow_slot_${inactive} is an orphan \\(EchoDB dropped mirror ${inactive} at`), 10_000);
+
+    const listed = await runCli(['slots'], stack.env);
+    expect(listed.code).toBe(3);
+    expect(listed.stdout).toContain('replication: 4 slot(s), 4 publication(s); 4 orphan(s)');
+    expect(listed.stdout).toMatch(new RegExp(`slot peerflow_slot_${inactive}  ORPHAN: EchoDB dropped mirror ${inactive} at \\S+  INACTIVE`));
+    expect(listed.stdout).toContain("slot peerflow_slot_someone_elses  not EchoDB's: EchoDB never had a mirror someone_elses");
+    expect(listed.stdout).toContain(`slot ${slotOf('orders')}  mirror ${mirrorOf('orders')}`);
+
+    // No answer (a closed standard input, as from cron): nothing goes.
+    const unconfirmed = await runCli(['slots', '--drop-orphans'], stack.env);
+    expect(unconfirmed.code).toBe(1);
+    expect(unconfirmed.stdout).toContain(`Drop these 4? Their WAL is then released for good. [y/N] slots: nothing dropped`);
+    expect((await readReplicationHealth((text, values) => sql.query(text, values))).slots).toHaveLength(4);
+
+    const confirmed = await runCli(['slots', '--drop-orphans'], stack.env, 60_000, 'y\n');
+    expect(confirmed.stdout).toMatch(new RegExp(`dropped slot peerflow_slot_${inactive} \\(EchoDB dropped mirror ${inactive} at \\S+; it held \\S+ \\S+ of WAL\\)`));
+    expect(confirmed.stdout).toMatch(new RegExp(`kept slot peerflow_slot_${active}: active \\(walsender pid \\d+\\)`));
+    expect(confirmed.stdout).toContain(`dropped publication peerflow_pub_${active}`);
+    expect(confirmed.code).toBe(1);
+    const left = async () => (await sql.query<{ slot_name: string }>("SELECT slot_name FROM pg_replication_slots WHERE slot_name LIKE 'peerflow%' AND database = current_database() ORDER BY 1")).rows.map((r) => r.slot_name);
+    expect(await left()).toEqual([`peerflow_slot_${active}`, slotOf('orders'), 'peerflow_slot_someone_elses'].sort());
+
+    // Let go of it, and it goes too.
+    await stopConsumer(consumer, `peerflow_slot_${active}`);
+    const rest = await runCli(['slots', '--drop-orphans', '--yes', '--json'], stack.env);
+    expect(rest.code).toBe(0);
+    expect(JSON.parse(rest.stdout)).toEqual({ dropped: [expect.objectContaining({ kind: 'slot', name: `peerflow_slot_${active}`, dropped: true })] });
+    expect(await left()).toEqual([slotOf('orders'), 'peerflow_slot_someone_elses'].sort());
+    expect((await runCli(['slots', '--drop-orphans', '--yes'], stack.env)).stdout).toContain('slots: no orphan to drop');
+
+    const records = await sql.query<{ kind: string; name: string; mirror: string; dropped_by: string }>(
+      'SELECT kind, name, mirror, dropped_by FROM echodb.dropped_orphans ORDER BY id',
+    );
+    // The first run dropped the slot it could, then both publications; the second the slot it had kept.
+    expect(records.rows.map(({ kind, name, mirror }) => `${kind} ${name} ${mirror}`)).toEqual([
+      `slot peerflow_slot_${inactive} ${inactive}`,
+      ...[active, inactive].sort().map((m) => `publication peerflow_pub_${m} ${m}`),
+      `slot peerflow_slot_${active} ${active}`,
+    ]);
+    for (const { dropped_by: by } of records.rows) expect(by).toMatch(/^postgres \(echodb slots on .+\)$/);
+    const cleared = await until(scrape, (m) => m('echodb_replication_orphans', { kind: 'slot' }) === 0);
+    expect(cleared('echodb_replication_orphans', { kind: 'publication' })).toBe(0);
+    await sql.query("SELECT pg_drop_replication_slot('peerflow_slot_someone_elses')");
+    await sql.query('DROP PUBLICATION peerflow_pub_someone_elses');
+  });
+
+  it('are kept while PeerDB still lists their mirror, and by a role that may not drop them', async () => {
+    const { sql, database } = stack;
+    const mirror = `gone_${Date.now()}`;
+    await sql.query(
+      `INSERT INTO echodb.mirror_operations (operation_key, mirror, operation, result, workflow_id)
+       VALUES ($1, $2, 'drop', 'succeeded', 'test')`,
+      [`test:${mirror}`, mirror],
+    );
+    await sql.query(`CREATE PUBLICATION ${pg.escapeIdentifier(`peerflow_pub_${mirror}`)}`);
+    await sql.query("SELECT pg_create_logical_replication_slot($1, 'pgoutput')", [`peerflow_slot_${mirror}`]);
+    const kept = await dropOrphans(sql, new Set([mirror]));
+    expect(kept.map(({ kind, dropped, reason }) => [kind, dropped, reason])).toEqual([
+      ['slot', false, `PeerDB still has mirror ${mirror}`],
+      ['publication', false, `PeerDB still has mirror ${mirror}`],
+    ]);
+
+    // A role with no attribute and no grant but on EchoDB's own tables reads it all, and may drop nothing.
+    const role = `slot_reader_${Date.now()}`;
+    await sql.query(`CREATE ROLE ${role} LOGIN PASSWORD 'reader' NOSUPERUSER NOREPLICATION`);
+    await sql.query(`GRANT USAGE ON SCHEMA echodb TO ${role}`);
+    await sql.query(`GRANT SELECT ON echodb.slot_observations, echodb.destination_claims, echodb.mirror_waits, echodb.mirror_operations TO ${role}`);
+    await sql.query(`GRANT INSERT ON echodb.dropped_orphans TO ${role}`);
+    const reader = new pg.Client({ ...database.settings, user: role, password: 'reader' });
+    await reader.connect();
+    try {
+      const health = await readReplicationHealth((text, values) => reader.query(text, values));
+      const asSuperuser = await readReplicationHealth((text, values) => sql.query(text, values));
+      expect(health.slots.map(({ slot, owner, retainedBytes }) => [slot, owner, retainedBytes !== null])).toEqual(
+        asSuperuser.slots.map(({ slot, owner }) => [slot, owner, true]),
+      );
+      expect(health.slots.find((s) => s.mirror === mirror)!.owner).toBe('orphan');
+      const refused = await dropOrphans(reader, new Set());
+      expect(refused.map(({ kind, dropped, reason }) => [kind, dropped, reason.split(':')[0]])).toEqual([
+        ['slot', false, 'not allowed'],
+        ['publication', false, 'not allowed'],
+      ]);
+      expect(refused[0]!.reason).toContain('the REPLICATION attribute');
+    } finally {
+      await reader.end();
+      await sql.query("SELECT pg_drop_replication_slot($1)", [`peerflow_slot_${mirror}`]);
+      await sql.query(`DROP PUBLICATION ${pg.escapeIdentifier(`peerflow_pub_${mirror}`)}`);
+      await sql.query(`DROP OWNED BY ${role}; DROP ROLE ${role}`);
+    }
+  });
+});
