@@ -1140,3 +1140,119 @@ describe('knobs', () => {
     await double.waitForStatus('stuck', 'STATUS_PAUSED');
   });
 });
+
+describe('activeSlots: the slot held as PeerDB\'s CDC pull holds it', () => {
+  interface SlotRow {
+    active: boolean;
+    active_pid: number | null;
+    confirmed_flush_lsn: string;
+    restart_lsn: string;
+    /** pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn): the WAL the slot retains, in bytes. */
+    retained: number;
+  }
+
+  /** The slot as pg_replication_slots has it; undefined when there is no such slot. */
+  async function slotRow(slot: string): Promise<SlotRow | undefined> {
+    const { rows } = await source.query<SlotRow>(
+      `SELECT active, active_pid, confirmed_flush_lsn::text, restart_lsn::text,
+              pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn)::float8 AS retained
+         FROM pg_replication_slots WHERE slot_name = $1`,
+      [slot],
+    );
+    return rows[0];
+  }
+
+  /** Whether confirmed_flush_lsn of `slot` has reached `lsn`. */
+  async function confirmedPast(slot: string, lsn: string): Promise<boolean> {
+    const { rows } = await source.query<{ past: boolean }>(
+      'SELECT confirmed_flush_lsn >= $2::pg_lsn AS past FROM pg_replication_slots WHERE slot_name = $1',
+      [slot, lsn],
+    );
+    return rows[0]?.past === true;
+  }
+
+  /**
+   * Where the WAL written so far ends. The insert position: the test server commits asynchronously
+   * (synchronous_commit=off), so pg_current_wal_lsn(), the write position, lags behind a commit for a moment.
+   */
+  async function walEnd(): Promise<string> {
+    const { rows } = await source.query<{ lsn: string }>('SELECT pg_current_wal_insert_lsn()::text AS lsn');
+    return rows[0]!.lsn;
+  }
+
+  async function publicationExists(publication: string): Promise<boolean> {
+    const { rows } = await source.query('SELECT 1 FROM pg_publication WHERE pubname = $1', [publication]);
+    return rows.length > 0;
+  }
+
+  it('streams from a running mirror\'s slot and confirms it (active, confirmed_flush_lsn follows the WAL), starts again when the connection dies, lets go on pause (inactive, retaining WAL), takes it again on resume, and stops before the slot is dropped (drop, close())', async () => {
+    const table = await sourceTable('active_slot', 3);
+    const other = await sourceTable('active_slot_close', 1);
+    // timeScale 0.001: PeerDB's 1-minute wait after a failed pull is 60 ms, the double's floor of 100 ms here.
+    const pulling = await startPeerDbDouble({
+      clickhouse: testServers().clickhouse,
+      transitionMs: TRANSITION_MS,
+      timeScale: TIME_SCALE,
+      activeSlots: true,
+    });
+    const slot = 'peerflow_slot_active_slot';
+    const logs = async () =>
+      (await expectOk(call<{ errors: { errorMessage: string }[] }>('POST', '/v1/mirrors/logs', { flowJobName: 'active_slot', level: 'all', numPerPage: 10 }, pulling)))
+        .errors.map((error) => error.errorMessage);
+    try {
+      await createPeers(pulling);
+      for (const [name, source] of [['active_slot', table], ['active_slot_close', other]] as const) {
+        await expectOk(call('POST', '/v1/flows/cdc/create', {
+          connectionConfigs: { flowJobName: name, sourceName: 'pg', destinationName: 'ch', tableMappings: [mapping(source, name)], doInitialSnapshot: true },
+        }, pulling));
+      }
+      await pulling.waitForStatus('active_slot', 'STATUS_RUNNING');
+      const first = await until(() => slotRow(slot), (row) => row?.active === true);
+
+      // Running: what is written to a mirrored table is streamed and confirmed.
+      await source.query(`INSERT INTO ${table} VALUES (10, 'streamed')`);
+      const written = await walEnd();
+      await until(() => confirmedPast(slot, written), (past) => past, 10_000);
+      expect(await confirmedPast(slot, first!.confirmed_flush_lsn)).toBe(true);
+      expect((await slotRow(slot))!.confirmed_flush_lsn).not.toBe(first!.confirmed_flush_lsn);
+      expect(await logs()).toEqual([]);
+
+      // Its walsender killed (as when PostgreSQL restarts): the pull fails, is logged, and starts again.
+      await source.query('SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots WHERE slot_name = $1', [slot]);
+      await until(() => slotRow(slot), (row) => row?.active === true && row.active_pid !== first!.active_pid);
+      expect(await logs()).toEqual([
+        'unexpected termination of replication stream: FATAL: terminating connection due to administrator command',
+      ]);
+
+      // Paused: the client is gone before the mirror reports PAUSED, and the slot retains the WAL written since.
+      await expectOk(call('POST', '/v1/mirrors/state_change', { flowJobName: 'active_slot', requestedFlowState: 'STATUS_PAUSED' }, pulling));
+      await pulling.waitForStatus('active_slot', 'STATUS_PAUSED');
+      const paused = (await slotRow(slot))!;
+      expect(paused.active).toBe(false);
+      await source.query(`INSERT INTO ${table} SELECT g, md5(g::text) FROM generate_series(100, 1099) g`);
+      const writtenWhilePaused = await walEnd();
+      const retaining = await until(() => slotRow(slot), (row) => row!.retained >= paused.retained + 1000 * 32);
+      expect(retaining).toMatchObject({ active: false, restart_lsn: paused.restart_lsn, confirmed_flush_lsn: paused.confirmed_flush_lsn });
+
+      // Resumed: a client streams again, from where the slot was, and confirms the WAL written meanwhile.
+      await expectOk(call('POST', '/v1/mirrors/state_change', { flowJobName: 'active_slot', requestedFlowState: 'STATUS_RUNNING' }, pulling));
+      await pulling.waitForStatus('active_slot', 'STATUS_RUNNING');
+      await until(() => slotRow(slot), (row) => row?.active === true);
+      await until(() => confirmedPast(slot, writtenWhilePaused), (past) => past, 10_000);
+
+      // Dropped: the client stops first (PostgreSQL refuses to drop an active slot), then slot and publication go.
+      await expectOk(call('POST', '/v1/mirrors/state_change', { flowJobName: 'active_slot', requestedFlowState: 'STATUS_TERMINATING' }, pulling));
+      await until(() => Promise.resolve(pulling.mirrors().some((mirror) => mirror.name === 'active_slot')), (live) => !live);
+      expect(await slotRow(slot)).toBeUndefined();
+      expect(await publicationExists('peerflow_pub_active_slot')).toBe(false);
+      expect(await logs()).toHaveLength(1);
+
+      await until(() => slotRow('peerflow_slot_active_slot_close'), (row) => row?.active === true);
+    } finally {
+      await pulling.close();
+    }
+    // close() stops the running mirror's client before it drops the slot, which PostgreSQL would refuse otherwise.
+    expect(await slotRow('peerflow_slot_active_slot_close')).toBeUndefined();
+    expect(await publicationExists('peerflow_pub_active_slot_close')).toBe(false);
+  });
+});

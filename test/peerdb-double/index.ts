@@ -2,7 +2,7 @@
  * The PeerDB Flow API test double: an HTTP server that answers like PeerDB's flow-api (v0.37, grpc-gateway JSON)
  * for the routes EchoDB uses, keeps mirrors through PeerDB's asynchronous states, and copies an initial snapshot
  * of each source table into a PeerDB-shaped ClickHouse table. It does no CDC: rows changed after the snapshot are
- * not mirrored.
+ * not mirrored (with activeSlots, they are streamed from the slot and thrown away).
  */
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -13,6 +13,7 @@ import type { FlowStatus, Peer, TableMapping } from './messages.js';
 import { Mirrors, type Mirror } from './mirrors.js';
 import { createApp, defaultKnobs, type Knobs, type RequestLogEntry } from './server.js';
 import { SnapshotCopier } from './snapshot.js';
+import { pgRecvlogicalBinary, SlotPulls } from './slot-pull.js';
 import { replicationNames } from './source-replication.js';
 
 export { defaultKnobs };
@@ -34,6 +35,16 @@ export interface PeerDbDoubleOptions {
   timeScale?: number;
   /** The port to listen on (default: a free one). */
   port?: number;
+  /**
+   * Hold each RUNNING mirror's slot active, as PeerDB's CDC pull does: a real replication client (PostgreSQL's
+   * pg_recvlogical, one walsender per running mirror) streams from the slot and confirms what it received, so
+   * confirmed_flush_lsn advances; a pause, a drop or close() ends it (the slot then inactive, retaining WAL), a
+   * resume starts it again, and one that dies while the mirror runs is started again after PeerDB's delay
+   * (1 minute times timeScale, at least 100 ms), its error in the mirror's logs. Default false: nothing consumes
+   * the slots (they retain WAL from creation) and no client runs, for tests that make hundreds of mirrors.
+   * Throws at start when pg_recvlogical is not installed. See slot-pull.ts.
+   */
+  activeSlots?: boolean;
 }
 
 export interface MirrorView {
@@ -65,7 +76,7 @@ export interface PeerDbDouble {
   slotNames(): string[];
   /** Resolves when the mirror reaches `status`; rejects on timeout, or when it fails while another status is awaited. */
   waitForStatus(mirror: string, status: FlowStatus, timeoutMs?: number): Promise<void>;
-  /** Stops the server (open and hanging sockets included), all timers and all copies. */
+  /** Stops the server (open and hanging sockets included), all timers, all copies and all pulls (activeSlots). */
   close(): Promise<void>;
 }
 
@@ -96,11 +107,13 @@ export async function startPeerDbDouble(options: PeerDbDoubleOptions): Promise<P
     ...(options.clickhouse.ca === undefined ? {} : { tls: { ca_cert: Buffer.from(options.clickhouse.ca, 'utf8') } }),
   });
   const peers = new Map<string, Peer>();
+  const pulls = options.activeSlots ? new SlotPulls(pgRecvlogicalBinary()) : undefined;
   const mirrors = new Mirrors({
     peers,
     copier: new SnapshotCopier(clickhouse),
     clickhouse,
     delays,
+    pulls,
     transitionMs: options.transitionMs ?? 50,
     timeScale: options.timeScale ?? 1,
     knobs: () => knobs,
@@ -135,6 +148,7 @@ export async function startPeerDbDouble(options: PeerDbDoubleOptions): Promise<P
       delays.close();
       const closed = new Promise((resolve) => server.close(resolve));
       server.closeAllConnections();
+      // Stops the pulls too (activeSlots).
       await mirrors.close();
       // As if PeerDB dropped what it still holds: a database with a logical slot cannot be dropped after the test.
       await mirrors.releaseAll();

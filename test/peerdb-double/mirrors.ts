@@ -14,6 +14,7 @@ import {
   removeTablesFromPublication,
   replicationNames,
 } from './source-replication.js';
+import type { SlotPulls } from './slot-pull.js';
 import { connectToSource, parseTableIdentifier, type QualifiedTable } from './source-table.js';
 
 /** One table's initial load, as PeerDB's InitialLoadSummary reports it (status snapshotStatus.clones). */
@@ -82,6 +83,13 @@ const NO_UPDATES: ReadonlySet<FlowStatus> = new Set<FlowStatus>([
 /** DropFlowWorkflow (flow/workflows/drop_flow.go) tries each side's drop 50 times, sleeping tries² seconds between. */
 const DROP_TRIES = 50;
 
+/**
+ * After a failed SyncFlow, CDCFlowWorkflow's main loop sleeps 1 + min(ErrorCount, 9) minutes before a new run starts
+ * it again (cdc_flow.go); timeScale shortens that, down to this floor, so that a tiny timeScale does not respawn the
+ * client in a tight loop while the source is down.
+ */
+const PULL_RETRY_FLOOR_MS = 100;
+
 export interface MirrorTimings {
   /** Each asynchronous state transition (pause, modify, drop, setup). */
   transitionMs: number;
@@ -94,6 +102,8 @@ export interface MirrorsOptions extends MirrorTimings {
   copier: SnapshotCopier;
   clickhouse: ClickHouseClient;
   delays: Delays;
+  /** With the double's activeSlots: a RUNNING mirror's slot is held active by a pull (slot-pull.ts). */
+  pulls?: SlotPulls | undefined;
   /** Read at each use: knobs the tests turn. */
   knobs(): {
     stuck: boolean;
@@ -244,7 +254,7 @@ export class Mirrors {
     mirror.config.tableMappings.splice(0, mirror.config.tableMappings.length, ...structuredClone(final));
     mirror.catalogMappings = structuredClone(final);
     mirror.retrying = undefined;
-    mirror.status = 'STATUS_RUNNING';
+    this.setStatus(mirror, 'STATUS_RUNNING');
     if (mirror.holdsSlot && leaving.length > 0) {
       await this.withSource(mirror, (client) => removeTablesFromPublication(client, replicationNames(mirror.config), parsed(leaving)));
     }
@@ -255,6 +265,7 @@ export class Mirrors {
   async close(): Promise<void> {
     this.closed = true;
     await Promise.allSettled([...this.work]);
+    await this.options.pulls?.releaseAll();
   }
 
   /**
@@ -262,6 +273,8 @@ export class Mirrors {
    * database holding a logical slot cannot be dropped).
    */
   async releaseAll(): Promise<void> {
+    // PostgreSQL refuses to drop an active slot: the pulls go first.
+    await this.options.pulls?.releaseAll();
     for (const mirror of this.live.values()) {
       if (!mirror.holdsSlot) continue;
       await this.withSource(mirror, (client) => dropPublicationAndSlot(client, replicationNames(mirror.config))).catch(() => undefined);
@@ -291,10 +304,12 @@ export class Mirrors {
   /** peer-flow-signal PauseSignal: the main loop pauses; SETUP and SNAPSHOT log "pause requested ... ignoring". */
   private receivePause(mirror: Mirror): void {
     if (mirror.status !== 'STATUS_RUNNING') return;
-    mirror.status = 'STATUS_PAUSING';
+    // The main loop cancels SyncFlow and waits for it before the run continues as new into the pause loop.
+    this.setStatus(mirror, 'STATUS_PAUSING');
     this.run(mirror, async (isCurrent) => {
+      await this.releasePull(mirror);
       await this.step(isCurrent);
-      mirror.status = 'STATUS_PAUSED';
+      this.setStatus(mirror, 'STATUS_PAUSED');
       const pending = mirror.pendingUpdate;
       if (pending) {
         mirror.pendingUpdate = undefined;
@@ -305,16 +320,18 @@ export class Mirrors {
 
   /** peer-flow-signal NoopSignal: resumes a paused mirror; one that already left PAUSED never reads it. */
   private receiveResume(mirror: Mirror): void {
-    if (mirror.status === 'STATUS_PAUSED') mirror.status = 'STATUS_RUNNING';
+    if (mirror.status === 'STATUS_PAUSED') this.setStatus(mirror, 'STATUS_RUNNING');
   }
 
   /** flow-state-change-signal TERMINATING: every selector of CDCFlowWorkflow listens for it. */
   private receiveDrop(mirror: Mirror): void {
     if (mirror.status === 'STATUS_TERMINATING' || !this.live.has(mirror.name)) return;
-    mirror.status = 'STATUS_TERMINATING';
+    this.setStatus(mirror, 'STATUS_TERMINATING');
     const stopped = this.supersede(mirror);
     this.run(mirror, async () => {
       await stopped;
+      // The main loop waits for the cancelled SyncFlow before it continues as new into DropFlowWorkflow.
+      await this.releasePull(mirror);
       await this.dropSource(mirror);
       // RemoveFlowDetailsFromCatalog: from now on 404; the workflow itself completes a moment later.
       this.live.delete(mirror.name);
@@ -330,8 +347,9 @@ export class Mirrors {
    * that takes here.
    */
   private async dropWithinRequest(mirror: Mirror): Promise<void> {
-    mirror.status = 'STATUS_TERMINATING';
+    this.setStatus(mirror, 'STATUS_TERMINATING');
     await this.supersede(mirror);
+    await this.releasePull(mirror);
     await this.pause(this.options.knobs().failedDropMs);
     await this.dropSource(mirror);
     this.live.delete(mirror.name);
@@ -348,6 +366,29 @@ export class Mirrors {
     await Promise.allSettled([...mirror.tasks]);
   }
 
+  /**
+   * Every status change goes through here. With activeSlots, the mirror's pull follows its status: SyncFlow runs
+   * exactly while CDCFlowWorkflow's main loop does, which is while the mirror is RUNNING (cdc_flow.go; slot-pull.ts).
+   */
+  private setStatus(mirror: Mirror, status: FlowStatus): void {
+    mirror.status = status;
+    const { pulls } = this.options;
+    if (!pulls) return;
+    if (status === 'STATUS_RUNNING' && mirror.holdsSlot && !this.closed && this.live.get(mirror.name) === mirror) {
+      pulls.hold(mirror.id, () => ({ settings: this.endpoints(mirror).source, names: replicationNames(mirror.config) }), {
+        retryDelayMs: (errors) => Math.max(PULL_RETRY_FLOOR_MS, (1 + Math.min(errors, 9)) * 60_000 * this.options.timeScale),
+        onError: (message) => this.log(mirror, message),
+      });
+    } else {
+      void this.releasePull(mirror);
+    }
+  }
+
+  /** Stops the mirror's pull, if any: resolves once PostgreSQL no longer holds its slot for it. */
+  private releasePull(mirror: Mirror): Promise<void> {
+    return this.options.pulls?.release(mirror.id) ?? Promise.resolve();
+  }
+
   // --- The workflow's steps ---
 
   /** SetupFlow, then SnapshotFlow (setup_flow.go executeSetupFlow, snapshot_flow.go), then RUNNING. */
@@ -362,7 +403,7 @@ export class Mirrors {
     const destinations = await this.retrying(isCurrent, mirror, PEERDB_RETRIES.createNormalizedTables, () =>
       this.setUpDestinations(mirror, config.tableMappings),
     );
-    mirror.status = 'STATUS_SNAPSHOT';
+    this.setStatus(mirror, 'STATUS_SNAPSHOT');
     await this.retrying(isCurrent, mirror, PEERDB_RETRIES.setupReplication, async () => {
       if (!VALID_MIRROR_NAME.test(mirror.name)) {
         throw new Error(`invalid flow job name: \`${mirror.name}\`, it should be ^[a-z_][a-z0-9_]*$`);
@@ -374,7 +415,7 @@ export class Mirrors {
     // the mirror.
     if (config.doInitialSnapshot) await this.snapshot(mirror, destinations, isCurrent);
     await this.step(isCurrent);
-    mirror.status = 'STATUS_RUNNING';
+    this.setStatus(mirror, 'STATUS_RUNNING');
   }
 
   /**
@@ -391,12 +432,12 @@ export class Mirrors {
     const additions = this.overlaps(config, update.additionalTables) ? [] : update.additionalTables;
     const removed = new Set(update.removedTables.map((mapping) => mapping.sourceTableIdentifier));
     if (additions.length === 0 && removed.size === 0) {
-      mirror.status = 'STATUS_RUNNING';
+      this.setStatus(mirror, 'STATUS_RUNNING');
       return;
     }
     this.run(mirror, async (isCurrent) => {
       if (additions.length > 0) {
-        mirror.status = 'STATUS_SNAPSHOT';
+        this.setStatus(mirror, 'STATUS_SNAPSHOT');
         config.tableMappings.push(...structuredClone(additions));
         await this.step(isCurrent);
         const tables = parsed(additions);
@@ -414,7 +455,7 @@ export class Mirrors {
         });
       }
       if (removed.size > 0) {
-        mirror.status = 'STATUS_MODIFYING';
+        this.setStatus(mirror, 'STATUS_MODIFYING');
         const leaving = config.tableMappings.filter((mapping) => removed.has(mapping.sourceTableIdentifier));
         const kept = config.tableMappings.filter((mapping) => !removed.has(mapping.sourceTableIdentifier));
         config.tableMappings.splice(0, config.tableMappings.length, ...kept);
@@ -424,7 +465,7 @@ export class Mirrors {
         );
       }
       mirror.catalogMappings = structuredClone(config.tableMappings);
-      mirror.status = 'STATUS_RUNNING';
+      this.setStatus(mirror, 'STATUS_RUNNING');
     });
   }
 
@@ -586,8 +627,8 @@ export class Mirrors {
     const done: Promise<void> = work(isCurrent)
       .catch((error: unknown) => {
         if (afterDrop || error instanceof Superseded || !isCurrent()) return;
-        mirror.status = 'STATUS_FAILED';
         mirror.error = error instanceof Error ? error.message : String(error);
+        this.setStatus(mirror, 'STATUS_FAILED');
         this.log(mirror, mirror.error);
       })
       .finally(() => {

@@ -52,6 +52,8 @@ export async function startEchoStack(
     beforeSetup?: (sql: pg.Client, schema: string) => Promise<void>;
     /** The roles of the `echodb run` process (default: the worker alone; the test dispatches). */
     roles?: string[];
+    /** The PeerDB double holds each running mirror's slot active, as PeerDB does (PeerDbDoubleOptions.activeSlots). */
+    activeSlots?: boolean;
   } = {},
 ): Promise<EchoStack> {
   const suffix = crypto.randomBytes(4).toString('hex');
@@ -62,7 +64,7 @@ export async function startEchoStack(
   await options.beforeSetup?.(sql, schema);
   await installCapture(sql);
   const clickhouse = await createTestClickHouse(servers.clickhouse);
-  const peerdb = await peerDbForTests(servers.clickhouse, `pg_${suffix}`);
+  const peerdb = await peerDbForTests(servers.clickhouse, `pg_${suffix}`, { activeSlots: options.activeSlots ?? false });
 
   const env: Record<string, string> = {
       POSTGRES_HOST: database.settings.host,

@@ -30,11 +30,16 @@ export const itWithDouble = ((name: string, ...rest: Parameters<typeof it>[1][])
  * The PeerDB of a test stack: the double, started here, or the Flow API at ECHODB_TEST_PEERDB_URL behind the
  * double's interface: reached through a proxy of this process that logs every request (as the double does), its
  * mirrors read through the Flow API (those of `sourcePeer` only: other stacks share it). Knobs it has none.
+ * `activeSlots` is the double's option (PeerDbDoubleOptions.activeSlots); a real PeerDB holds its slots active anyway.
  */
-export async function peerDbForTests(clickhouse: ClickHouseSettings, sourcePeer: string): Promise<PeerDbDouble> {
+export async function peerDbForTests(
+  clickhouse: ClickHouseSettings,
+  sourcePeer: string,
+  options: { activeSlots?: boolean } = {},
+): Promise<PeerDbDouble> {
   if (sharedPeerDbUrl === undefined) {
     // PeerDB's own durations (1-minute retries) at a hundredth.
-    return startPeerDbDouble({ clickhouse, transitionMs: 30, timeScale: 0.01 });
+    return startPeerDbDouble({ clickhouse, transitionMs: 30, timeScale: 0.01, activeSlots: options.activeSlots ?? false });
   }
   return sharedFlowApi(sharedPeerDbUrl, sourcePeer);
 }
