@@ -20,6 +20,8 @@ const composeText = readFileSync(COMPOSE_FILE, 'utf8');
 const exampleText = readFileSync(join(ROOT, '.env.example'), 'utf8');
 const exampleEnv = parseDotenv(exampleText);
 const deploymentDoc = readFileSync(join(ROOT, 'docs/deployment.md'), 'utf8');
+/** docs/deployment.md's section on the monitoring profile. */
+const monitoringDoc = /\n## Monitoring: Prometheus and Grafana\n[\s\S]*?(?=\n## |$)/.exec(deploymentDoc)?.[0] ?? '';
 
 /** The original manual's services and the host ports each publishes. */
 const MANUAL_PORTS: Record<string, number[]> = {
@@ -38,6 +40,12 @@ const MANUAL_PORTS: Record<string, number[]> = {
   'auto-mirror-worker-2': [8081],
   'consistency-checker': [8090],
 };
+/**
+ * The optional profile `monitoring` (docs/deployment.md, "Monitoring: Prometheus and Grafana"): its services and the
+ * host ports each publishes. A plain `docker compose up` starts none of them.
+ */
+const MONITORING_PROFILE = 'monitoring';
+const MONITORING_PORTS: Record<string, number[]> = { prometheus: [9090], grafana: [3001] };
 const ECHODB_SERVICES = ['auto-setup', 'auto-mirror-worker-1', 'auto-mirror-worker-2', 'consistency-checker'];
 const LONG_LIVED = ECHODB_SERVICES.slice(1);
 const CONDITIONS = ['service_started', 'service_healthy', 'service_completed_successfully'];
@@ -93,6 +101,8 @@ const NOT_PINNED: Record<string, string> = {
   'auto-mirror-worker-1': 'built from ./Dockerfile, whose base image is pinned by digest',
   'auto-mirror-worker-2': 'built from ./Dockerfile, whose base image is pinned by digest',
   'consistency-checker': 'built from ./Dockerfile, whose base image is pinned by digest',
+  prometheus: 'the optional monitoring profile, by version tag (PROMETHEUS_IMAGE can carry a digest)',
+  grafana: 'the optional monitoring profile, by version tag (GRAFANA_IMAGE can carry a digest)',
 };
 
 /** Host ports by service: EchoDB's APIs on ECHODB_PUBLISH_ADDRESS, MinIO's S3 API on MINIO_PUBLISH_ADDRESS. */
@@ -101,6 +111,7 @@ const MINIO_API_PORT = 'minio:9000';
 
 interface Service {
   image?: string;
+  profiles?: string[];
   build?: unknown;
   container_name?: string;
   command?: string | string[];
@@ -201,14 +212,15 @@ function runDockerCompose(args: string[]): Promise<{ code: number | string; stdo
 }
 
 describe('docker-compose.yml', () => {
-  it("names its services as the original manual, and publishes the manual's ports on them", () => {
+  it("names its services as the original manual, and publishes the manual's ports on them, and the monitoring profile's", () => {
     expect(Object.keys(services)).toEqual(expect.arrayContaining(Object.keys(MANUAL_PORTS)));
     const published = Object.fromEntries(
       Object.entries(services)
         .filter(([, service]) => service.ports !== undefined)
         .map(([name, service]) => [name, service.ports!.map(hostPort)]),
     );
-    expect(published).toEqual(Object.fromEntries(Object.entries(MANUAL_PORTS).filter(([, ports]) => ports.length > 0)));
+    const expected = { ...MANUAL_PORTS, ...MONITORING_PORTS };
+    expect(published).toEqual(Object.fromEntries(Object.entries(expected).filter(([, ports]) => ports.length > 0)));
   });
 
   it('starts each service after what it needs: targets exist, conditions are valid and can be met', () => {
@@ -283,7 +295,7 @@ describe('docker-compose.yml', () => {
       const stack = loadCompose(env);
       expect(stack.networks?.default?.name).toBe('echodb-network');
       const volumeNames = Object.values(stack.volumes ?? {}).map((volume) => volume?.name);
-      expect(volumeNames).toEqual(['echodb_postgres_data', 'echodb_clickhouse_data', 'echodb_catalog_data', 'echodb_minio_data']);
+      expect(volumeNames).toEqual(['echodb_postgres_data', 'echodb_clickhouse_data', 'echodb_catalog_data', 'echodb_minio_data', 'echodb_prometheus_data', 'echodb_grafana_data']);
       expect(volumeNames.filter((name) => UPSTREAM.volumes.includes(name!))).toEqual([]);
     }
     expect(exampleEnv.COMPOSE_PROJECT_NAME).not.toBe(UPSTREAM.project);
@@ -311,11 +323,18 @@ describe('docker-compose.yml', () => {
     expect(deploymentDoc).toContain('echodb_postgres_1');
   });
 
-  it('documents in .env.example every variable it reads', () => {
-    const read = new Set([...composeText.matchAll(/(?<!\$)\$\{([A-Za-z_][A-Za-z0-9_]*)/g)].map((match) => match[1]!));
-    // A line NAME= (commented out or not), or, for the original manual's other spellings, a comment naming it.
+  it('documents in .env.example every variable it reads (the monitoring profile\'s own: in docs/deployment.md)', () => {
+    const variables = (text: string) => new Set([...text.matchAll(/(?<!\$)\$\{([A-Za-z_][A-Za-z0-9_]*)/g)].map((match) => match[1]!));
+    const read = variables(composeText);
+    const raw = (parseYaml(composeText, { merge: true }) as ComposeFile).services;
+    const monitoring = new Set(Object.values(raw).filter((service) => service.profiles?.includes(MONITORING_PROFILE))
+      .flatMap((service) => [...variables(JSON.stringify(service))]));
+    // A line NAME= (commented out or not), or, for the original manual's other spellings, a comment naming it; or
+    // for a variable of the monitoring profile, a line NAME=default of docs/deployment.md's section on it.
     const documented = (name: string) =>
-      new RegExp(`^(# )?${name}=`, 'm').test(exampleText) || new RegExp(`^#.*\\b${name}\\b`, 'm').test(exampleText);
+      new RegExp(`^(# )?${name}=`, 'm').test(exampleText) || new RegExp(`^#.*\\b${name}\\b`, 'm').test(exampleText)
+      || (monitoring.has(name) && new RegExp(`^${name}=\\S`, 'm').test(monitoringDoc));
+    expect(monitoring.size).toBeGreaterThan(0);
     expect([...read].filter((name) => !documented(name))).toEqual([]);
     expect(read.size).toBeGreaterThan(CONFIG_VARIABLES.length);
     expect(exampleEnv.COMPOSE_PROJECT_NAME).toBe('echodb');
@@ -483,6 +502,27 @@ describe('docker-compose.yml', () => {
     }
   });
 
+  it('runs Prometheus and Grafana in the monitoring profile only, so that a plain `up` starts what it did without it', () => {
+    const profiled = Object.entries(services).filter(([, service]) => service.profiles !== undefined);
+    expect(Object.fromEntries(profiled.map(([name, service]) => [name, service.profiles]))).toEqual(
+      Object.fromEntries(Object.keys(MONITORING_PORTS).map((name) => [name, [MONITORING_PROFILE]])));
+    // Nothing outside the profile waits for them.
+    for (const [name, service] of Object.entries(services).filter(([, candidate]) => candidate.profiles === undefined)) {
+      expect(Object.keys(dependenciesOf(service)).filter((target) => services[target]!.profiles !== undefined), name).toEqual([]);
+    }
+    for (const env of [exampleEnv, {}]) {
+      const stack = loadCompose(env).services;
+      expect(stack.prometheus!.image).toMatch(/^prom\/prometheus:v\d+\.\d+\.\d+$/);
+      expect(stack.grafana!.image).toMatch(/^grafana\/grafana:\d+\.\d+\.\d+$/);
+      // Grafana's admin has a password by default, anonymous viewing is off.
+      expect(environmentOf(stack.grafana!)).toMatchObject({ GF_SECURITY_ADMIN_USER: 'admin', GF_SECURITY_ADMIN_PASSWORD: 'echodb', GF_AUTH_ANONYMOUS_ENABLED: 'false' });
+    }
+    const grafana = environmentOf(loadCompose({ ...exampleEnv, GRAFANA_ADMIN_PASSWORD: 'secret', GRAFANA_ANONYMOUS_ENABLED: 'true' }).services.grafana!);
+    expect(grafana).toMatchObject({ GF_SECURITY_ADMIN_PASSWORD: 'secret', GF_AUTH_ANONYMOUS_ENABLED: 'true', GF_AUTH_ANONYMOUS_ORG_ROLE: 'Viewer' });
+    // docs/deployment.md says how to start them.
+    expect(monitoringDoc).toContain(`docker compose --profile ${MONITORING_PROFILE} up -d`);
+  });
+
   it('runs the source PostgreSQL with logical replication and room for the mirrors', () => {
     const command = [services.postgres!.command].flat().join(' ');
     expect(command).toContain('wal_level=logical');
@@ -506,8 +546,10 @@ describe('docker-compose.yml', () => {
       ];
       for (const [file, text] of files) {
         writeFileSync(join(dir, file), text);
-        const result = await runDockerCompose(['--env-file', join(dir, file), '-f', COMPOSE_FILE, 'config', '-q']);
-        expect(result, file).toEqual({ code: 0, stdout: '', stderr: '' });
+        for (const profile of [[], ['--profile', MONITORING_PROFILE]]) {
+          const result = await runDockerCompose(['--env-file', join(dir, file), ...profile, '-f', COMPOSE_FILE, 'config', '-q']);
+          expect(result, `${file} ${profile.join(' ')}`).toEqual({ code: 0, stdout: '', stderr: '' });
+        }
       }
     } finally {
       rmSync(dir, { recursive: true, force: true });
