@@ -1,6 +1,6 @@
 // Replication-slot health on the real PostgreSQL: the slots and publications are the ones the PeerDB double made
-// for EchoDB's mirrors (as PeerDB does: peerflow_slot_<mirror>, peerflow_pub_<mirror>), WAL is really written behind
-// them, and what /metrics/prometheus, /mirrors, `echodb status`, `echodb slots` and the leader's log say is read
+// for EchoDB's mirrors (as PeerDB does: peerflow_slot_<mirror>, peerflow_pub_<mirror>) and holds active while a
+// mirror runs (activeSlots), WAL is really written behind them, and what /metrics/prometheus, /mirrors, `echodb status`, `echodb slots` and the leader's log say is read
 // from a running `echodb run`.
 import { spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
@@ -12,6 +12,7 @@ import { mirrorNameFor, namingRules } from '../lib/naming.js';
 import { dropOrphans, readReplicationHealth } from '../lib/replication-slots.js';
 import { postgresBinDir } from './servers/binaries.js';
 import { runCli } from './support/cli.js';
+import { seriesSelector, testRules } from './support/promtool.js';
 import { startEchoStack, type EchoStack } from './support/echo-stack.js';
 import { until } from './support/until.js';
 
@@ -22,13 +23,41 @@ const slotOf = (table: string) => `peerflow_slot_${mirrorOf(table)}`;
 const consumers: ChildProcess[] = [];
 
 /** The series of one metric for one slot, from a scrape of /metrics/prometheus. */
-async function scrape(): Promise<(name: string, labels?: Record<string, string>) => number | undefined> {
+async function scrape(): Promise<((name: string, labels?: Record<string, string>) => number | undefined) & { text: string }> {
   const text = await (await fetch(`${api}/metrics/prometheus`)).text();
   const families = new Map(parsePrometheusTextFormat(text).map((family) => [family.name, family.metrics]));
-  return (name, labels = {}) => {
+  const metric = (name: string, labels: Record<string, string> = {}) => {
     const sample = families.get(name)?.find((m) => Object.entries(labels).every(([key, value]) => m.labels?.[key] === value));
     return sample === undefined ? undefined : Number(sample.value);
   };
+  return Object.assign(metric, { text });
+}
+
+/**
+ * Runs the alert rules (deploy/prometheus/echodb-rules.yml) with promtool on what one scrape of EchoDB gave, as if
+ * every scrape for 20 minutes had found the same (an inactive slot's age growing a minute a minute, as it does),
+ * and checks, for each alert named, whether it fires at the end for a series with these labels.
+ */
+async function expectAlerts(scrapeText: string, alerts: { alert: string; labels: Record<string, string>; firing: boolean }[]): Promise<void> {
+  const series: string[] = [];
+  for (const family of parsePrometheusTextFormat(scrapeText)) {
+    if (!family.name.startsWith('echodb_') || family.type === 'HISTOGRAM' || family.type === 'SUMMARY') continue;
+    for (const sample of family.metrics) {
+      const value = Number(sample.value);
+      if (!Number.isFinite(value)) continue;
+      const step = family.name === 'echodb_replication_slot_inactive_seconds' && value > 0 ? 60 : 0;
+      const selector = seriesSelector(family.name, { ...sample.labels, job: 'echodb', instance: 'echodb-1:8080' });
+      series.push(`      - series: '${selector}'\n        values: '${value}+${step}x20'`);
+    }
+  }
+  const checks = alerts.map(({ alert, labels, firing }) =>
+    `      - expr: 'count(${seriesSelector('ALERTS', { alertname: alert, alertstate: 'firing', ...labels })})'\n` +
+      `        eval_time: 20m\n        exp_samples: ${firing ? "[{labels: '{}', value: 1}]" : '[]'}`,
+  );
+  const result = await testRules(
+    ['evaluation_interval: 1m', 'tests:', '  - interval: 1m', '    input_series:', ...series, '    promql_expr_test:', ...checks].join('\n'),
+  );
+  expect(result.code, result.stderr).toBe(0);
 }
 
 /** Writes at least `megabytes` of WAL (rows into `table`); returns how many bytes of WAL that was. */
@@ -48,8 +77,8 @@ async function writeWal(table: string, megabytes: number): Promise<number> {
 }
 
 /**
- * A walsender on `slot`, as PeerDB's CDC holds one: pg_recvlogical streaming pgoutput from it. Resolves once
- * PostgreSQL shows the slot active.
+ * A walsender on a slot the double does not hold (an orphan's: as if a PeerDB worker still streamed from it):
+ * pg_recvlogical streaming pgoutput from it. Resolves once PostgreSQL shows the slot active.
  */
 async function holdActive(slot: string, publication: string): Promise<ChildProcess> {
   const { settings } = stack.database;
@@ -80,11 +109,11 @@ beforeAll(async () => {
       LEADER_ELECTION_INTERVAL: '1',
       OUTBOX_POLL_INTERVAL: '1',
       SLOT_CHECK_INTERVAL: '0.5',
-      SLOT_WAL_WARN_MB: '4',
+      SLOT_WAL_WARN_MB: '16',
       SLOT_INACTIVE_WARN_SECONDS: '1',
     },
     undefined,
-    { roles: ['worker', 'listener', 'api'] },
+    { roles: ['worker', 'listener', 'api'], activeSlots: true },
   );
   api = `http://127.0.0.1:${healthPort}`;
   for (const table of ['orders', 'old', 'old2']) {
@@ -98,36 +127,66 @@ afterAll(async () => {
   await stack?.close();
 });
 
+/** What an operator does in PeerDB's UI: pause or resume the mirror (the Flow API's state_change). */
+async function changeState(mirror: string, requestedFlowState: 'STATUS_PAUSED' | 'STATUS_RUNNING'): Promise<void> {
+  const response = await fetch(`${stack.peerdb.url}/v1/mirrors/state_change`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ flowJobName: mirror, requestedFlowState }),
+  });
+  expect(response.status).toBe(200);
+}
+
 describe('the health of a mirror\'s slot', () => {
-  it('moves with the real slot: WAL written behind an inactive slot shows in the metrics, /mirrors, status and the log', async () => {
+  it('is active while the mirror runs: PeerDB streams from it and confirms what it read', async () => {
+    const labels = { mirror: mirrorOf('orders'), slot: slotOf('orders') };
+    const running = await until(scrape, (metric) => metric('echodb_replication_slot_active', labels) === 1);
+    expect(running('echodb_replication_slot_inactive_seconds', labels)).toBe(0);
+    expect(running('echodb_replication_slot_wal_status', { ...labels, wal_status: 'reserved' })).toBe(1);
+    expect(running('echodb_replication_slot_wal_status', { ...labels, wal_status: 'lost' })).toBe(0);
+    expect(running('echodb_replication_publication_tables', { mirror: labels.mirror, publication: `peerflow_pub_${labels.mirror}` })).toBe(1);
+    expect(running('echodb_replication_orphans', { kind: 'slot' })).toBe(0);
+    expect(running('echodb_replication_slots_readable')).toBe(1);
+    const written = await writeWal('orders', 1);
+    await until(scrape, (metric) => metric('echodb_replication_slot_confirmed_lag_bytes', labels)! < written);
+  });
+
+  it('paused, is inactive and keeps the WAL written since, in the metrics, /mirrors, status and the leader\'s log', async () => {
     const slot = slotOf('orders');
     const labels = { mirror: mirrorOf('orders'), slot };
-    // The double, like PeerDB's paused CDC, holds no walsender on it: inactive, and the leader noted since when.
-    const before = await until(scrape, (metric) => metric('echodb_replication_slot_inactive_seconds', labels) !== undefined);
-    expect(before('echodb_replication_slot_active', labels)).toBe(0);
-    expect(before('echodb_replication_slot_wal_status', { ...labels, wal_status: 'reserved' })).toBe(1);
-    expect(before('echodb_replication_publication_tables', { mirror: labels.mirror, publication: `peerflow_pub_${labels.mirror}` })).toBe(1);
-    expect(before('echodb_replication_orphans', { kind: 'slot' })).toBe(0);
-    expect(before('echodb_replication_slots_readable')).toBe(1);
-    const retained = before('echodb_replication_slot_retained_wal_bytes', labels)!;
+    const pausedAt = Date.now();
+    await changeState(labels.mirror, 'STATUS_PAUSED');
+    const before = await until(scrape, (metric) => metric('echodb_replication_slot_active', labels) === 0 && metric('echodb_replication_slot_inactive_seconds', labels)! > 0);
     const unconfirmed = before('echodb_replication_slot_confirmed_lag_bytes', labels)!;
 
-    const written = await writeWal('orders', 5);
+    const written = await writeWal('orders', 20);
     const after = await scrape();
-    // Nothing moves the slot's restart_lsn or confirmed_flush_lsn: every byte written is retained.
-    expect(after('echodb_replication_slot_retained_wal_bytes', labels)! - retained).toBeGreaterThanOrEqual(written);
-    expect(after('echodb_replication_slot_confirmed_lag_bytes', labels)! - unconfirmed).toBeGreaterThanOrEqual(written);
+    // Nothing confirms anything now: every byte written since stays behind confirmed_flush_lsn, and restart_lsn is
+    // never ahead of it.
+    const lag = after('echodb_replication_slot_confirmed_lag_bytes', labels)!;
+    expect(lag - unconfirmed).toBeGreaterThanOrEqual(written);
+    expect(after('echodb_replication_slot_retained_wal_bytes', labels)).toBeGreaterThanOrEqual(lag);
     expect(after('echodb_replication_slot_inactive_seconds', labels)).toBeGreaterThan(before('echodb_replication_slot_inactive_seconds', labels)!);
+    // The alert rules fire on these very series: the slot stays inactive, but keeps far less than 5000 MiB.
+    await expectAlerts(after.text, [
+      { alert: 'EchoDbSlotInactive', labels, firing: true },
+      { alert: 'EchoDbSlotWalRetainedHigh', labels, firing: false },
+      { alert: 'EchoDbSlotNearInvalidation', labels, firing: false },
+      { alert: 'EchoDbSlotLost', labels, firing: false },
+      { alert: 'EchoDbReplicationOrphans', labels: {}, firing: false },
+      { alert: 'EchoDbNoLeader', labels: {}, firing: false },
+    ]);
 
     const mirrors = (await (await fetch(`${api}/mirrors`)).json()) as {
       mirrors: { mirror: string; replication: { slot: Record<string, unknown>; publication: Record<string, unknown> } }[];
-      orphans: { slots: unknown[] };
+      orphans: { slots: unknown[]; publications: unknown[] };
     };
     const replication = mirrors.mirrors.find((m) => m.mirror === labels.mirror)!.replication;
     expect(replication.slot).toMatchObject({ slot, owner: 'mirror', active: false, active_pid: null, wal_status: 'reserved' });
-    expect(replication.slot.retained_wal_bytes).toBeGreaterThanOrEqual(retained + written);
-    expect(new Date(replication.slot.inactive_since as string).getTime()).toBeLessThan(Date.now());
+    expect(replication.slot.confirmed_lag_bytes).toBeGreaterThanOrEqual(lag);
+    expect(new Date(replication.slot.inactive_since as string).getTime()).toBeGreaterThanOrEqual(pausedAt - 1000);
     expect(replication.publication).toMatchObject({ publication: `peerflow_pub_${labels.mirror}`, owner: 'mirror', tables: 1 });
+    expect(mirrors.orphans).toEqual({ slots: [], publications: [] });
 
     const status = await runCli(['status'], stack.env);
     expect(status.code).toBe(0);
@@ -135,25 +194,21 @@ describe('the health of a mirror\'s slot', () => {
     const json = JSON.parse((await runCli(['status', '--json'], stack.env)).stdout) as { mirrors: { mirror: string; replication: { slot: { active: boolean } } }[] };
     expect(json.mirrors.find((m) => m.mirror === labels.mirror)!.replication.slot.active).toBe(false);
 
-    // The leader warned, once each: inactive past SLOT_INACTIVE_WARN_SECONDS, and past SLOT_WAL_WARN_MB (4).
-    await stack.worker.waitForLine(new RegExp(`slots: ${slot} of mirror \\S+ passed SLOT_WAL_WARN_MB`), 10_000);
-    const warnings = stack.worker.logEntries().filter((entry) => entry.level === 'warn');
-    expect(warnings.filter((entry) => String(entry.msg).startsWith(`slots: ${slot} of mirror ${labels.mirror} has been inactive since`))).toHaveLength(1);
-    expect(warnings.filter((entry) => String(entry.msg).includes(`${slot} of mirror ${labels.mirror} passed SLOT_WAL_WARN_MB`))).toHaveLength(1);
-  });
+    // The leader warned: inactive past SLOT_INACTIVE_WARN_SECONDS (1), and past SLOT_WAL_WARN_MB (16); once each.
+    await stack.worker.waitForLine(new RegExp(`slots: ${slot} of mirror \\S+ passed SLOT_WAL_WARN_MB`), 10_000, pausedAt);
+    await stack.worker.waitForLine(new RegExp(`slots: ${slot} of mirror \\S+ has been inactive since`), 10_000, pausedAt);
+    await new Promise((resolve) => setTimeout(resolve, 1500)); // three more looks of the leader
+    const warned = (text: string) => stack.worker.lines.filter((line, i) => stack.worker.lineTimes[i]! >= pausedAt && line.includes(`"level":"warn"`) && line.includes(text));
+    expect(warned(`${slot} of mirror ${labels.mirror} passed SLOT_WAL_WARN_MB`)).toHaveLength(1);
+    expect(warned(`${slot} of mirror ${labels.mirror} has been inactive since`)).toHaveLength(1);
 
-  it('shows a walsender on the slot as active, and the leader says so', async () => {
-    const slot = slotOf('orders');
-    const labels = { mirror: mirrorOf('orders'), slot };
-    const consumer = await holdActive(slot, `peerflow_pub_${labels.mirror}`);
-    const metric = await until(scrape, (m) => m('echodb_replication_slot_active', labels) === 1);
-    expect(metric('echodb_replication_slot_inactive_seconds', labels)).toBe(0);
-    await stack.worker.waitForLine(new RegExp(`slots: ${slot} is active again`), 10_000);
-    // Streaming confirms the WAL it read: the unconfirmed WAL falls behind what was written while it was away.
-    const confirmed = await until(scrape, (m) => m('echodb_replication_slot_confirmed_lag_bytes', labels)! < 1024 * 1024);
-    expect(confirmed('echodb_replication_slot_confirmed_lag_bytes', labels)).toBeLessThan(1024 * 1024);
-    await stopConsumer(consumer, slot);
-    await until(scrape, (m) => m('echodb_replication_slot_active', labels) === 0);
+    const resumedAt = Date.now();
+    await changeState(labels.mirror, 'STATUS_RUNNING');
+    const resumed = await until(scrape, (metric) => metric('echodb_replication_slot_active', labels) === 1);
+    expect(resumed('echodb_replication_slot_inactive_seconds', labels)).toBe(0);
+    await stack.worker.waitForLine(new RegExp(`slots: ${slot} is active again`), 10_000, resumedAt);
+    // PeerDB reads what was written while it was away, and confirms it.
+    await until(scrape, (metric) => metric('echodb_replication_slot_confirmed_lag_bytes', labels)! < written, 30_000);
   });
 });
 
@@ -178,11 +233,21 @@ describe('orphans', () => {
     const [inactive, active] = dropped;
     const consumer = await holdActive(`peerflow_slot_${active}`, `peerflow_pub_${active}`);
 
-    const metric = await until(scrape, (m) => m('echodb_replication_orphans', { kind: 'slot' }) === 2);
+    // Both orphans counted, and the leader has seen the inactive one inactive.
+    const metric = await until(
+      scrape,
+      (m) => m('echodb_replication_orphans', { kind: 'slot' }) === 2 && m('echodb_replication_slot_inactive_seconds', { slot: `peerflow_slot_${inactive}` })! > 0,
+    );
     expect(metric('echodb_replication_orphans', { kind: 'publication' })).toBe(2);
     // Orphans have their slot series too; a slot EchoDB never had has none.
     expect(metric('echodb_replication_slot_active', { slot: `peerflow_slot_${active}` })).toBe(1);
     expect(metric('echodb_replication_slot_active', { slot: 'peerflow_slot_someone_elses' })).toBeUndefined();
+    await expectAlerts(metric.text, [
+      { alert: 'EchoDbReplicationOrphans', labels: { kind: 'slot' }, firing: true },
+      { alert: 'EchoDbReplicationOrphans', labels: { kind: 'publication' }, firing: true },
+      { alert: 'EchoDbSlotInactive', labels: { slot: `peerflow_slot_${inactive}` }, firing: true },
+      { alert: 'EchoDbSlotInactive', labels: { slot: `peerflow_slot_${active}` }, firing: false },
+    ]);
     await stack.worker.waitForLine(new RegExp(`slots: peerflow_slot_${inactive} is an orphan \\(EchoDB dropped mirror ${inactive} at`), 10_000);
 
     const listed = await runCli(['slots'], stack.env);
