@@ -3,14 +3,13 @@
 // mirror runs (activeSlots), WAL is really written behind them, and what /metrics/prometheus, /mirrors, `echodb status`, `echodb slots` and the leader's log say is read
 // from a running `echodb run`.
 import { spawn, type ChildProcess } from 'node:child_process';
-import path from 'node:path';
 import parsePrometheusTextFormat from 'parse-prometheus-text-format';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freePorts } from '../lib/free-port.js';
 import { mirrorNameFor, namingRules } from '../lib/naming.js';
 import { dropOrphans, readReplicationHealth } from '../lib/replication-slots.js';
-import { postgresBinDir } from './servers/binaries.js';
+import { pgRecvlogicalBinary } from './peerdb-double/slot-pull.js';
 import { runCli } from './support/cli.js';
 import { seriesSelector, testRules } from './support/promtool.js';
 import { startEchoStack, type EchoStack } from './support/echo-stack.js';
@@ -76,6 +75,11 @@ async function writeWal(table: string, megabytes: number): Promise<number> {
   return rows[0]!.bytes;
 }
 
+async function slotActive(slot: string): Promise<boolean | undefined> {
+  const { rows } = await stack.sql.query<{ active: boolean }>('SELECT active FROM pg_replication_slots WHERE slot_name = $1', [slot]);
+  return rows[0]?.active;
+}
+
 /**
  * A walsender on a slot the double does not hold (an orphan's: as if a PeerDB worker still streamed from it):
  * pg_recvlogical streaming pgoutput from it. Resolves once PostgreSQL shows the slot active.
@@ -83,19 +87,19 @@ async function writeWal(table: string, megabytes: number): Promise<number> {
 async function holdActive(slot: string, publication: string): Promise<ChildProcess> {
   const { settings } = stack.database;
   const child = spawn(
-    path.join(postgresBinDir(), 'pg_recvlogical'),
+    pgRecvlogicalBinary(),
     ['-d', `host=${settings.host} port=${settings.port} dbname=${settings.database} user=${settings.user}`, '--slot', slot, '--start',
       '-o', 'proto_version=1', '-o', `publication_names=${publication}`, '-f', '/dev/null', '--no-loop', '--status-interval', '1', '--fsync-interval', '1'],
     { env: { ...process.env, PGPASSWORD: settings.password }, stdio: 'ignore' },
   );
   consumers.push(child);
-  await until(() => stack.sql.query('SELECT active FROM pg_replication_slots WHERE slot_name = $1', [slot]), ({ rows }) => rows[0]?.active === true);
+  await until(() => slotActive(slot), (active) => active === true);
   return child;
 }
 
 async function stopConsumer(child: ChildProcess, slot: string): Promise<void> {
   child.kill('SIGTERM');
-  await until(() => stack.sql.query('SELECT active FROM pg_replication_slots WHERE slot_name = $1', [slot]), ({ rows }) => rows[0]?.active === false);
+  await until(() => slotActive(slot), (active) => active === false);
 }
 
 beforeAll(async () => {
