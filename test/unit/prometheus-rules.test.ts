@@ -11,7 +11,7 @@ import { PROMTOOL_MISSING, promtoolPath, RULES_FILE, RULES_TEST_FILE, runPromtoo
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const RUNBOOK = readFileSync(join(ROOT, 'docs/alerts.md'), 'utf8');
-const RUNBOOK_URL = 'https://github.com/echodb/echodb/blob/main/docs/alerts.md#';
+const RUNBOOK_URL = 'docs/alerts.md#';
 
 /**
  * The metrics EchoDB serves that the rules may use (lib/metrics.ts). A fixed list: a rule on a name EchoDB does not
