@@ -1,4 +1,4 @@
-// `npm run bench [-- trigger|mirrors|listener|api|verify-all|verify|diff|memory|retention ...]`: starts throwaway servers, measures, prints tables and writes
+// `npm run bench [-- trigger|mirrors|listener|api|verify-all|verify|diff|memory|retention|slots ...]`: starts throwaway servers, measures, prints tables and writes
 // bench/results/<date>.json. Without arguments it runs every benchmark.
 import fs from 'node:fs';
 import os from 'node:os';
@@ -11,6 +11,7 @@ import { measureDispatchLatency, measureDispatchSteps, measureFailover } from '.
 import { measureMirrorLifecycle } from './mirror-lifecycle.js';
 import { measureMemory } from './memory.js';
 import { measureRetention } from './retention.js';
+import { measureSlots } from './slots.js';
 import { measureTriggerOverhead } from './trigger-overhead.js';
 import { measureVerify } from './verify.js';
 import { measureVerifyAll } from './verify-all.js';
@@ -224,6 +225,16 @@ try {
     results.memory = memory;
   }
 
+  if (runs('slots')) {
+    const counts = (process.env.BENCH_SLOTS ?? '10,100,500').split(',').map(Number);
+    console.log(`bench slots: reading slot health with ${counts.join(', ')} slots and publications (half EchoDB's, a quarter orphans, a quarter foreign)`);
+    const figures = [];
+    for (const count of counts) figures.push(await measureSlots(servers.settings.postgres, count));
+    console.table(Object.fromEntries(figures.map((f) => [`${f.slots} slots`, {
+      'read p50 (ms)': f.readMs.p50, 'read p95 (ms)': f.readMs.p95, 'record p50 (ms)': f.recordMs.p50, 'record p95 (ms)': f.recordMs.p95,
+    }])));
+    results.slots = figures;
+  }
   if (runs('retention')) {
     const options = {
       tables: Number(process.env.BENCH_RETENTION_TABLES ?? 1000),
