@@ -36,9 +36,12 @@ function leaderLease(config: Config): LeaderLease {
  * Prometheus exporter on a free loopback port (served again by the api role at /metrics/prometheus), and
  * signals are left to `echodb run`, which stops every role in order. Returns the exporter's URL.
  */
-async function installTemporalRuntime(logger: Logger): Promise<string> {
+async function installTemporalRuntime(logger: Logger, reserved: readonly number[]): Promise<string> {
   const { Runtime } = await import('@temporalio/worker');
-  const address = `127.0.0.1:${await freePort()}`;
+  // Not one of the api role's ports, which it binds later: the OS may hand out one just released.
+  let port = await freePort();
+  while (reserved.includes(port)) port = await freePort();
+  const address = `127.0.0.1:${port}`;
   Runtime.install({
     logger: temporalLogger(logger),
     shutdownSignals: [],
@@ -76,7 +79,7 @@ export async function runRoles(config: Config, roles: readonly Role[]): Promise<
   let worker: Awaited<ReturnType<typeof import('../workers/worker.js').createEchoWorker>> | undefined;
   let sdkMetricsUrl: string | undefined;
   if (roles.includes('worker')) {
-    sdkMetricsUrl = await installTemporalRuntime(logger);
+    sdkMetricsUrl = await installTemporalRuntime(logger, [config.api.healthPort, config.consistencyChecker.port]);
     const { createEchoWorker } = await import('../workers/worker.js');
     worker = await createEchoWorker(config, { breakers, temporal });
     running.push(worker.run());
