@@ -328,7 +328,7 @@ export async function slots(config: Config, options: SlotsCommandOptions): Promi
         return 'failure';
       }
     }
-    const outcomes = await withClient(pool, (client) => dropOrphans(client, new Set(states.keys())));
+    const outcomes = await dropOrphans(query, new Set(states.keys()));
     if (options.json) {
       console.log(JSON.stringify({ dropped: outcomes }, null, 2));
     } else {
@@ -340,13 +340,4 @@ export async function slots(config: Config, options: SlotsCommandOptions): Promi
     }
     return outcomes.every((o) => o.dropped) ? 'ok' : 'failure';
   });
-}
-
-async function withClient<T>(pool: pg.Pool, use: (client: pg.PoolClient) => Promise<T>): Promise<T> {
-  const client = await pool.connect();
-  try {
-    return await use(client);
-  } finally {
-    client.release();
-  }
 }

@@ -316,15 +316,14 @@ const sqlState = (error: unknown): string | undefined => (error as { code?: stri
  * in `peerdbMirrors`, PeerDB's list) nor an active slot (PostgreSQL refuses that itself, and a slot is dropped only
  * `WHERE NOT active`). Each drop is recorded in echodb.dropped_orphans.
  */
-export async function dropOrphans(client: pg.ClientBase, peerdbMirrors: ReadonlySet<string>): Promise<DropOutcome[]> {
-  const query: SourceQuery = (text, values) => client.query(text, values);
+export async function dropOrphans(query: SourceQuery, peerdbMirrors: ReadonlySet<string>): Promise<DropOutcome[]> {
   const health = await readReplicationHealth(query);
   const { slots, publications } = orphansOf(health);
-  const { rows } = await client.query<{ who: string }>('SELECT current_user AS who');
+  const { rows } = await query<{ who: string }>('SELECT current_user AS who', []);
   const droppedBy = `${rows[0]!.who} (echodb slots on ${hostname()})`;
   const outcomes: DropOutcome[] = [];
   const record = (outcome: DropOutcome) =>
-    client.query(
+    query(
       `INSERT INTO echodb.dropped_orphans (kind, name, mirror, reason, retained_wal_bytes, dropped_by)
        VALUES ($1, $2, $3, $4, $5, $6)`,
       [outcome.kind, outcome.name, outcome.mirror, outcome.reason, outcome.retainedBytes === null ? null : Math.round(outcome.retainedBytes), droppedBy],
@@ -341,7 +340,7 @@ export async function dropOrphans(client: pg.ClientBase, peerdbMirrors: Readonly
       continue;
     }
     try {
-      const dropped = await client.query(
+      const dropped = await query(
         `SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots
           WHERE slot_name = $1 AND database = current_database() AND NOT active`,
         [slot.slot],
@@ -366,7 +365,7 @@ export async function dropOrphans(client: pg.ClientBase, peerdbMirrors: Readonly
       continue;
     }
     try {
-      await client.query(`DROP PUBLICATION ${pg.escapeIdentifier(publication.publication)}`);
+      await query(`DROP PUBLICATION ${pg.escapeIdentifier(publication.publication)}`, []);
       const outcome = { ...base, dropped: true, reason: publication.reason };
       await record(outcome);
       outcomes.push(outcome);

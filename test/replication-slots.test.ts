@@ -2,14 +2,13 @@
 // for EchoDB's mirrors (as PeerDB does: peerflow_slot_<mirror>, peerflow_pub_<mirror>) and holds active while a
 // mirror runs (activeSlots), WAL is really written behind them, and what /metrics/prometheus, /mirrors, `echodb status`, `echodb slots` and the leader's log say is read
 // from a running `echodb run`.
-import { spawn, type ChildProcess } from 'node:child_process';
 import parsePrometheusTextFormat from 'parse-prometheus-text-format';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freePorts } from '../lib/free-port.js';
 import { mirrorNameFor, namingRules } from '../lib/naming.js';
 import { dropOrphans, readReplicationHealth } from '../lib/replication-slots.js';
-import { pgRecvlogicalBinary } from './peerdb-double/slot-pull.js';
+import { pgRecvlogicalBinary, SlotPulls } from './peerdb-double/slot-pull.js';
 import { runCli } from './support/cli.js';
 import { seriesSelector, testRules } from './support/promtool.js';
 import { startEchoStack, type EchoStack } from './support/echo-stack.js';
@@ -19,7 +18,7 @@ let stack: EchoStack;
 let api: string;
 const mirrorOf = (table: string) => mirrorNameFor({ schema: stack.schema, table }, namingRules(stack.config));
 const slotOf = (table: string) => `peerflow_slot_${mirrorOf(table)}`;
-const consumers: ChildProcess[] = [];
+const pulls = new SlotPulls(pgRecvlogicalBinary());
 
 /** The series of one metric for one slot, from a scrape of /metrics/prometheus. */
 async function scrape(): Promise<((name: string, labels?: Record<string, string>) => number | undefined) & { text: string }> {
@@ -81,25 +80,17 @@ async function slotActive(slot: string): Promise<boolean | undefined> {
 }
 
 /**
- * A walsender on a slot the double does not hold (an orphan's: as if a PeerDB worker still streamed from it):
- * pg_recvlogical streaming pgoutput from it. Resolves once PostgreSQL shows the slot active.
+ * A walsender on a slot the double does not hold (an orphan's: as if a PeerDB worker still streamed from it),
+ * started by the double's own pull (pg_recvlogical). Resolves once PostgreSQL shows the slot active.
  */
-async function holdActive(slot: string, publication: string): Promise<ChildProcess> {
-  const { settings } = stack.database;
-  const child = spawn(
-    pgRecvlogicalBinary(),
-    ['-d', `host=${settings.host} port=${settings.port} dbname=${settings.database} user=${settings.user}`, '--slot', slot, '--start',
-      '-o', 'proto_version=1', '-o', `publication_names=${publication}`, '-f', '/dev/null', '--no-loop', '--status-interval', '1', '--fsync-interval', '1'],
-    { env: { ...process.env, PGPASSWORD: settings.password }, stdio: 'ignore' },
-  );
-  consumers.push(child);
+async function holdActive(slot: string, publication: string): Promise<void> {
+  const { host, port, user, password, database } = stack.database.settings;
+  const tls = { requireTls: false, disableTls: true, skipCertVerification: false, rootCa: undefined, tlsHost: '', certificate: undefined, privateKey: undefined };
+  pulls.hold(slot, () => ({ settings: { host, port, user, password, database, tls }, names: { slot, publication } }), {
+    retryDelayMs: () => 100,
+    onError: () => undefined,
+  });
   await until(() => slotActive(slot), (active) => active === true);
-  return child;
-}
-
-async function stopConsumer(child: ChildProcess, slot: string): Promise<void> {
-  child.kill('SIGTERM');
-  await until(() => slotActive(slot), (active) => active === false);
 }
 
 beforeAll(async () => {
@@ -127,7 +118,7 @@ beforeAll(async () => {
 }, 180_000);
 
 afterAll(async () => {
-  for (const child of consumers) child.kill('SIGKILL');
+  await pulls.releaseAll();
   await stack?.close();
 });
 
@@ -235,7 +226,7 @@ describe('orphans', () => {
       await sql.query("SELECT pg_create_logical_replication_slot($1, 'pgoutput')", [`peerflow_slot_${mirror}`]);
     }
     const [inactive, active] = dropped;
-    const consumer = await holdActive(`peerflow_slot_${active}`, `peerflow_pub_${active}`);
+    await holdActive(`peerflow_slot_${active}`, `peerflow_pub_${active}`);
 
     // Both orphans counted, and the leader has seen the inactive one inactive.
     const metric = await until(
@@ -276,7 +267,7 @@ describe('orphans', () => {
     expect(await left()).toEqual([`peerflow_slot_${active}`, slotOf('orders'), 'peerflow_slot_someone_elses'].sort());
 
     // Let go of it, and it goes too.
-    await stopConsumer(consumer, `peerflow_slot_${active}`);
+    await pulls.release(`peerflow_slot_${active}`);
     const rest = await runCli(['slots', '--drop-orphans', '--yes', '--json'], stack.env);
     expect(rest.code).toBe(0);
     expect(JSON.parse(rest.stdout)).toEqual({ dropped: [expect.objectContaining({ kind: 'slot', name: `peerflow_slot_${active}`, dropped: true })] });
@@ -309,7 +300,7 @@ describe('orphans', () => {
     );
     await sql.query(`CREATE PUBLICATION ${pg.escapeIdentifier(`peerflow_pub_${mirror}`)}`);
     await sql.query("SELECT pg_create_logical_replication_slot($1, 'pgoutput')", [`peerflow_slot_${mirror}`]);
-    const kept = await dropOrphans(sql, new Set([mirror]));
+    const kept = await dropOrphans((text, values) => sql.query(text, values), new Set([mirror]));
     expect(kept.map(({ kind, dropped, reason }) => [kind, dropped, reason])).toEqual([
       ['slot', false, `PeerDB still has mirror ${mirror}`],
       ['publication', false, `PeerDB still has mirror ${mirror}`],
@@ -330,7 +321,7 @@ describe('orphans', () => {
         asSuperuser.slots.map(({ slot, owner }) => [slot, owner, true]),
       );
       expect(health.slots.find((s) => s.mirror === mirror)!.owner).toBe('orphan');
-      const refused = await dropOrphans(reader, new Set());
+      const refused = await dropOrphans((text, values) => reader.query(text, values), new Set());
       expect(refused.map(({ kind, dropped, reason }) => [kind, dropped, reason.split(':')[0]])).toEqual([
         ['slot', false, 'not allowed'],
         ['publication', false, 'not allowed'],
